@@ -1,0 +1,88 @@
+"""Embed: a `text` column -> a `fixed_size_list<float32>[dim]` column, built without copies.
+
+Each input batch is one window: its rows are sorted by length (longest first, ties by
+position) and encoded `encode_batch_size` rows at a time through the async batcher, so
+padding stays small and the micro-batch composition depends only on the input and the
+configuration, which keeps the embeddings bit-identical from run to run.
+"""
+from __future__ import annotations
+
+import asyncio
+from functools import lru_cache
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from aaflow_core.dataplane.views import embedding_column
+from aaflow_core.models.embedding import SentenceEmbedder
+from aaflow_core.operators.base import Operator, OperatorResources
+from aaflow_core.concurrency import AsyncBatcher, BatchPolicy, LoopThread
+
+
+@lru_cache(maxsize=4)
+def shared_embedder(model: str | None, threads: int) -> SentenceEmbedder:
+    """One model per process and configuration: loading costs seconds, encoding is reentrant."""
+    return SentenceEmbedder(model, threads=threads)
+
+
+def length_order(texts: pa.Array) -> np.ndarray:
+    """Row order for encoding: longest first, ties by position (a stable, input-only order)."""
+    lengths = pc.utf8_length(texts).to_numpy(zero_copy_only=False)
+    return np.lexsort((np.arange(len(lengths)), -lengths))
+
+
+class EmbedOperator(Operator):
+    kind = "embed"
+    reads = ("text",)
+    writes = ("embedding",)
+    resources = OperatorResources(threads=1, releases_gil=True)
+
+    def __init__(self, name: str | None = None, *, model: str | None = None, encode_batch_size: int = 32,
+                 threads: int = 1) -> None:
+        super().__init__(name)
+        self.model_name = model
+        self.encode_batch_size = encode_batch_size
+        self.threads = threads
+        self.embedder: SentenceEmbedder | None = None
+        self._loop: LoopThread | None = None
+
+    def open(self) -> None:
+        self.embedder = shared_embedder(self.model_name, self.threads)
+        self._loop = LoopThread("aaflow-embed").__enter__()
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.__exit__(None, None, None)
+            self._loop = None
+
+    @property
+    def dim(self) -> int:
+        assert self.embedder is not None, "open() first"
+        return self.embedder.dim
+
+    def embed_texts(self, texts: pa.Array) -> np.ndarray:
+        """(n, dim) float32 matrix for `texts`, in their order."""
+        assert self.embedder is not None and self._loop is not None, "open() first"
+        n = len(texts)
+        out = np.empty((n, self.dim), dtype=np.float32)
+        if n == 0:
+            return out
+        order = length_order(texts)
+        ordered = texts.take(pa.array(order)).to_pylist()
+        embedder, size = self.embedder, self.encode_batch_size
+
+        async def encode(chunk: list[str]) -> list[np.ndarray]:
+            return list(await asyncio.to_thread(embedder.encode, chunk, size))
+
+        async def run() -> list[np.ndarray]:
+            batcher = AsyncBatcher(encode, BatchPolicy(max_batch_size=size, max_in_flight=1))
+            return await batcher.map(ordered)  # type: ignore[return-value]
+
+        out[order] = np.stack(self._loop.run(run()))
+        return out
+
+    def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        self.check_input(batch)
+        matrix = self.embed_texts(batch.column("text"))
+        return batch.append_column(pa.field("embedding", pa.list_(pa.float32(), self.dim)), embedding_column(matrix))

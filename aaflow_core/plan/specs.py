@@ -1,0 +1,50 @@
+"""Constructors for the built-in operator specs (plain data; the runtime binds them)."""
+from __future__ import annotations
+
+from aaflow_core.errors import ConfigError
+from aaflow_core.plan.spec import OpSpec
+
+TEXT_SUFFIXES = (".txt", ".md", ".rst", ".py", ".html")
+
+
+def load(*, max_file_bytes: int = 64 * 2**20, name: str = "load") -> OpSpec:
+    if max_file_bytes < 1:
+        raise ConfigError("max_file_bytes", max_file_bytes, "must be >= 1")
+    return OpSpec.make("load", name, max_file_bytes=max_file_bytes)
+
+
+def chunk(*, chunk_size: int = 1000, chunk_overlap: int = 100, name: str = "chunk") -> OpSpec:
+    if chunk_size < 1:
+        raise ConfigError("chunk_size", chunk_size, "must be >= 1")
+    if chunk_overlap < 0 or chunk_overlap >= chunk_size:
+        raise ConfigError("chunk_overlap", chunk_overlap, f"must be >= 0 and < chunk_size ({chunk_size})")
+    return OpSpec.make("chunk", name, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+
+
+def embed(
+    *, model: str | None = None, window: int = 256, encode_batch_size: int = 32, name: str = "embed",
+    precision: str = "fp32",
+) -> OpSpec:
+    """`window` rows are length-sorted together and encoded `encode_batch_size` at a time."""
+    if encode_batch_size < 1:
+        raise ConfigError("batch_size", encode_batch_size, "must be >= 1")
+    if window < encode_batch_size:
+        raise ConfigError("window", window, f"must be >= batch size ({encode_batch_size})")
+    return OpSpec.make(
+        "embed", name, batch_size=window, model=model, encode_batch_size=encode_batch_size, precision=precision
+    )
+
+
+def upsert(*, index_dir: str, name: str = "upsert") -> OpSpec:
+    return OpSpec.make("upsert", name, index_dir=index_dir)
+
+
+def retrieve(*, index_dir: str, k: int = 5, name: str = "retrieve") -> OpSpec:
+    if k < 1:
+        raise ConfigError("k", k, "must be >= 1")
+    return OpSpec.make("retrieve", name, index_dir=index_dir, k=k)
+
+
+def map_batches(fn_key: str, *, name: str = "map", batch_size: int | None = None, workers: int = 1) -> OpSpec:
+    """A user function, registered with the Workflow under `fn_key`."""
+    return OpSpec.make("map", name, batch_size=batch_size, workers=workers, fn=fn_key)

@@ -1,0 +1,134 @@
+"""A FAISS inner-product index plus a Parquet sidecar of its rows, written atomically.
+
+Row i of `chunks.parquet` is vector i of `index.faiss`. A writer stages everything in a
+sibling temporary directory and publishes it with a rename, so a crash or a failed rank
+never leaves a half-written index where a good one was, and a directory that is not an
+aaflow index is never touched.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from aaflow_core.dataplane.views import embedding_matrix
+from aaflow_core.errors import IndexDirError
+
+INDEX_FILE = "index.faiss"
+ROWS_FILE = "chunks.parquet"
+MANIFEST_FILE = "manifest.json"
+FORMAT = "aaflow-index/1"
+
+
+def _faiss() -> Any:
+    import faiss
+
+    return faiss
+
+
+def is_aaflow_index(path: Path) -> bool:
+    try:
+        return json.loads((path / MANIFEST_FILE).read_text()).get("format") == FORMAT
+    except (OSError, ValueError):
+        return False
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest of a published index, or IndexDirError naming the directory."""
+    if not is_aaflow_index(path):
+        raise IndexDirError(f"{path}: not an aaflow index (no {MANIFEST_FILE} of format {FORMAT})")
+    return json.loads((path / MANIFEST_FILE).read_text())
+
+
+def check_target(path: Path, overwrite: bool) -> None:
+    """Refuse to replace anything but an aaflow index, and that only when asked."""
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise IndexDirError(f"{path}: exists and is not a directory; refusing to overwrite it")
+    if not any(path.iterdir()):
+        return
+    if not is_aaflow_index(path):
+        raise IndexDirError(f"{path}: not empty and not an aaflow index; refusing to overwrite it")
+    if not overwrite:
+        raise IndexDirError(f"{path}: an aaflow index already exists; pass --overwrite to replace it")
+
+
+class IndexWriter:
+    """Streams rows and vectors into a staging directory; `publish` makes them the index."""
+
+    def __init__(self, target: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+        self.target = Path(target)
+        check_target(self.target, overwrite)
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.staging = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.staging-", dir=self.target.parent))
+        self._index: Any = None
+        self._rows: pq.ParquetWriter | None = None
+        self.count = 0
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        """Add a batch with an `embedding` column; FAISS receives a view of its Arrow buffer."""
+        vectors = embedding_matrix(batch.column("embedding"))
+        if self._index is None:
+            self._index = _faiss().IndexFlatIP(vectors.shape[1])
+        self._index.add(vectors)
+        rows = batch.drop_columns(["embedding"])
+        if self._rows is None:
+            self._rows = pq.ParquetWriter(self.staging / ROWS_FILE, rows.schema)
+        self._rows.write_batch(rows)
+        self.count += batch.num_rows
+
+    def finish(self) -> None:
+        """Write the index file and close the sidecar (still in staging)."""
+        if self._rows is not None:
+            self._rows.close()
+            self._rows = None
+        if self._index is not None:
+            _faiss().write_index(self._index, str(self.staging / INDEX_FILE))
+
+    def publish(self, manifest: dict[str, Any]) -> Path:
+        """Write the manifest and atomically swap the staging directory into place."""
+        body = {"format": FORMAT, **manifest}
+        (self.staging / MANIFEST_FILE).write_text(json.dumps(body, indent=2, sort_keys=True))
+        old = None
+        if self.target.exists():
+            old = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
+            self.target.rename(old)
+        self.staging.rename(self.target)
+        if old is not None:
+            shutil.rmtree(old)
+        return self.target
+
+    def discard(self) -> None:
+        if self._rows is not None:
+            self._rows.close()
+            self._rows = None
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+class IndexReader:
+    """Opens a published index: vectors in FAISS, rows memory-mapped from Parquet."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path)
+        self.rows = pq.read_table(self.path / ROWS_FILE, memory_map=True)
+        self.index = _faiss().read_index(str(self.path / INDEX_FILE))
+
+    def __len__(self) -> int:
+        return self.rows.num_rows
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Batched search: (scores, ids), each (n_queries, k); ids are -1 where fewer than k rows exist."""
+        return self.index.search(queries, min(k, max(len(self), 1)))
+
+    def vectors(self) -> np.ndarray:
+        """All stored vectors, in row order (a copy out of FAISS)."""
+        return self.index.reconstruct_n(0, self.index.ntotal)
