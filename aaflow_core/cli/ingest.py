@@ -31,6 +31,10 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     comm = Comm.world()  # size 1 without mpiexec; under mpiexec every rank runs this
     comm.abort_on_uncaught()
+    if comm.size > 1:
+        ranks = comm.describe()
+        if comm.is_root:
+            print(f"aaflow ingest: {comm.size} ranks: {ranks}", file=sys.stderr)
     threads = args.threads or max(1, default_threads() // comm.local_size())
     try:
         config = IngestConfig(

@@ -8,6 +8,7 @@ Python object is ever pickled between ranks.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -211,6 +212,13 @@ class Comm:
         more = "".join(f"; rank {r} also failed: {w}" for r, w in failed[1:])
         exc = RankError(rank, first + more)
         raise exc from (error if self.rank == rank else None)
+
+    def describe(self) -> str:
+        """Which process is which rank (collective): hydra and srun name a dead process by PID."""
+        me = pa.table({"rank": pa.array([self.rank], pa.int32()), "pid": pa.array([os.getpid()], pa.int64()),
+                       "host": [socket.gethostname()]})
+        ranks = self.allgather_table(me).to_pylist()
+        return ", ".join(f"rank {r['rank']} pid {r['pid']} on {r['host']}" for r in ranks)
 
     def abort_on_uncaught(self) -> None:
         """Make an exception that escapes every handler end the whole job, naming this rank.
