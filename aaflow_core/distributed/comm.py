@@ -226,7 +226,7 @@ class Comm:
         Without it a rank that dies outside a collective check leaves the others waiting.
         Only the command line installs it; user programs can run under `python -m mpi4py`.
         """
-        if self._comm is None:
+        if self._comm is None or getattr(sys.excepthook, "aaflow_aborts", False):
             return
         previous, rank = sys.excepthook, self.rank
 
@@ -236,6 +236,7 @@ class Comm:
             sys.stderr.flush()
             self._comm.Abort(1)
 
+        hook.aaflow_aborts = True  # type: ignore[attr-defined]
         sys.excepthook = hook
 
 

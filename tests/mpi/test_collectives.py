@@ -12,7 +12,7 @@ import pytest
 
 from aaflow_core.distributed import Comm, exact_topk, hits_of, merge_topk
 
-from tests.mpi.conftest import PROGS, mpi_env, run_mpi
+from tests.mpi.mpirun import PROGS, mpi_env, run_mpi
 
 
 def unit_vectors(n: int, dim: int = 8, seed: int = 0) -> np.ndarray:
@@ -74,3 +74,12 @@ def test_agree_in_a_size_one_job_reraises_the_error_itself():
     with pytest.raises(KeyError, match="item"):
         Comm().agree(KeyError("item"))
     Comm().agree(None)
+
+
+@pytest.mark.mpi
+def test_an_uncaught_exception_on_one_rank_aborts_the_whole_job():
+    done = run_mpi([str(PROGS / "uncaught.py")], timeout=60)
+    assert done.returncode != 0
+    assert "aaflow: rank 1 failed (RuntimeError); aborting the MPI job" in done.stderr
+    assert "escaped every handler" in done.stderr
+    assert "did not end" not in done.stdout

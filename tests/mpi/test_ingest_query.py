@@ -14,7 +14,7 @@ from aaflow_core.distributed import Comm
 from aaflow_core.pipelines import IngestConfig, ingest, query
 from aaflow_core.stores.faiss_store import IndexReader, index_shards
 
-from tests.mpi.conftest import PROGS, run_mpi
+from tests.mpi.mpirun import PROGS, run_mpi
 
 pytestmark = pytest.mark.mpi
 QUESTION = "How do I split a shell command line into tokens?"
