@@ -99,10 +99,9 @@ def build_shards(config: IngestConfig, comm: Comm, table: pa.Table, staging: Pat
     except Exception as exc:  # every rank must reach the check below
         error = exc
     comm.agree(error)
-    sent_before = comm.stats.bytes_sent
     all_digests = comm.gather_table(digests)
     all_skipped = comm.gather_table(pa.Table.from_pylist([vars(s) for s in skipped], schema=SKIPPED))
-    mine_stats = {**stats, "bytes_sent": sent_before}
+    mine_stats = {**stats, "bytes_sent": comm.stats.bytes_sent}
     per_rank = comm.gather_table(pa.table({"rank": pa.array([comm.rank], pa.int32()),
                                            "chunks": pa.array([digests.num_rows], pa.int64()),
                                            "stats": [json.dumps(mine_stats)]}, schema=RANK_STATS))
