@@ -78,16 +78,24 @@ class Comm:
     def shard_weighted(self, weights: np.ndarray | list[int], rank: int | None = None) -> range:
         """A contiguous slice that balances summed `weights` (e.g. file bytes) instead of counts.
 
-        Rank r starts at the first item whose preceding weight reaches r/size of the total;
-        like `shard`, it depends only on the weights and `size`.
+        The boundary before rank r is the item boundary whose preceding weight is closest to
+        r/size of the total (a tie goes to the later boundary); like `shard`, it depends only
+        on the weights and `size`.
         """
         r = self.rank if rank is None else rank
         w = np.asarray(weights, dtype=np.int64)
-        before = (np.cumsum(w) - w) * self.size  # weight preceding each item, scaled by size
+        prefix = np.concatenate([[0], np.cumsum(w)]) * self.size  # weight before each boundary, scaled
         total = int(w.sum())
-        start, stop = (int(np.searchsorted(before, q * total, side="left")) if q < self.size else len(w)
-                       for q in (r, r + 1))
-        return range(start, max(start, stop))
+
+        def boundary(q: int) -> int:
+            if q >= self.size:
+                return len(w)
+            hi = int(np.searchsorted(prefix, q * total, side="left"))
+            if hi > 0 and q * total - prefix[hi - 1] < prefix[min(hi, len(w))] - q * total:
+                return hi - 1
+            return min(hi, len(w))
+
+        return range(boundary(r), max(boundary(r), boundary(r + 1)))
 
     def local_size(self) -> int:
         """Ranks on this node (collective on first call); used to split the cores between them."""

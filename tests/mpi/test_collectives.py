@@ -60,6 +60,8 @@ def test_collectives_under_mpiexec_move_arrow_bytes_never_pickles(tmp_path):
     for n, parts in report["shards"].items():
         assert [i for part in parts for i in part] == list(range(int(n)))
         assert max(map(len, parts)) - min(map(len, parts)) <= 1
+    assert report["weighted"] == {"[5, 45, 15]": [[0, 1], [2]], str([1] * 7): [[0, 1, 2, 3], [4, 5, 6]],
+                                  "[100, 1, 1, 1]": [[0], [1, 2, 3]], "[1, 1, 1, 100]": [[0, 1, 2], [3]]}
     assert report["allgather_ranks"] == [0, 0, 0, 1, 1, 1, 1] and report["allgather_equal"]
     assert report["gather_on_others_is_none"] == [False, True]
     assert report["bcast_equal"] == [True, True]

@@ -45,7 +45,9 @@ def main(out: str) -> None:
 
     comm = Comm.world()
     report: dict = {"size": comm.size, "shards": {n: [list(comm.shard(n, r)[::1]) for r in range(comm.size)]
-                                                  for n in (0, 1, 5, 8)}}
+                                                  for n in (0, 1, 5, 8)},
+                    "weighted": {str(w): [list(comm.shard_weighted(w, r)) for r in range(comm.size)]
+                                 for w in ([5, 45, 15], [1] * 7, [100, 1, 1, 1], [1, 1, 1, 100])}}
     # A table with an embedding column goes round every collective.
     local = vectors(comm.rank, 3 + comm.rank)
     table = pa.table({"rank": pa.array([comm.rank] * len(local), pa.int32()), "embedding": embedding_column(local)})
