@@ -14,7 +14,6 @@ from typing import Any, Literal
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langchain_core.runnables.base import RunnableBindingBase
 from langchain_core.runnables.config import get_config_list, patch_config, run_in_executor
-from pydantic import model_validator
 
 from aaflow_core import ConfigError, Plan
 from aaflow_adapters.langchain.pipeline import Options, describe, stream_rows
@@ -40,16 +39,16 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
         if runnable is not None:
             kwargs["bound"] = runnable
         super().__init__(**kwargs)
+        self._check()
 
-    @model_validator(mode="after")
-    def _check(self) -> "AAFlowRunnable":
+    def _check(self) -> None:
+        """Validated once, at the edge, with aaflow's ConfigError naming the field."""
         if self.batch_size < 1:
             raise ConfigError("batch_size", self.batch_size, "must be >= 1")
         if self.max_concurrency < 1:
             raise ConfigError("max_concurrency", self.max_concurrency, "must be >= 1")
         if self.ranks not in ("auto", 1):
             raise ConfigError("ranks", self.ranks, "the LangChain adapter runs on one rank; use 'auto' or 1")
-        return self
 
     def _prepare(self, n: int, config: RunnableConfig | Sequence[RunnableConfig] | None,
                  kwargs: Mapping[str, Any]) -> tuple[Runnable[Any, Any], list[RunnableConfig], dict[str, Any]]:
