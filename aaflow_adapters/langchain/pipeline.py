@@ -35,10 +35,11 @@ class Options:
     deterministic: bool = True
 
     def workers(self, stage: Stage) -> int:
-        """Remote stages get enough workers to keep `in_flight` calls outstanding; local ones one each."""
+        """Remote stages get enough workers to keep `in_flight` calls outstanding; local ones what they
+        declare (deterministic) or one per core (call order of user functions may then vary)."""
         if stage.remote:
             return max(1, math.ceil(self.in_flight / self.batch_size))
-        return 1 if self.deterministic else max(1, os.cpu_count() or 1)
+        return stage.workers if self.deterministic else max(stage.workers, os.cpu_count() or 1)
 
 
 def build_workflow(stages: list[Stage], opts: Options, fns: list[Callable[[pa.RecordBatch], pa.RecordBatch]]) -> Workflow:

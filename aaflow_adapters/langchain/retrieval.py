@@ -8,6 +8,7 @@ same docstore documents the stock path returns. Callback events are those of
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +94,8 @@ class RetrieverStage(Stage):
 
     def __post_init__(self) -> None:
         self.label = type(self.retriever).__name__
+        # micro-batches are fixed by input order, so two of them embedding at once change no bits
+        self.workers = max(2, os.cpu_count() or 1)
 
     def _start(self, query: Any, config: RunnableConfig) -> CallbackManagerForRetrieverRun:
         config = ensure_config(config)

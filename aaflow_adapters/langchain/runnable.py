@@ -33,7 +33,8 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
     ranks: int | Literal["auto"] = "auto"
     """MPI ranks; the LangChain adapter runs on one rank for now ("auto" resolves to 1)."""
     deterministic: bool = True
-    """Same inputs + same resources => same outputs: local steps keep one worker each."""
+    """Same inputs + same resources => same outputs: micro-batches are cut by input order, and user
+    functions run on one worker per step (False: one per core, so their call order may vary)."""
 
     def __init__(self, runnable: Runnable[Any, Any] | None = None, /, **kwargs: Any) -> None:
         if runnable is not None:

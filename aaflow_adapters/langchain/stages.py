@@ -32,6 +32,7 @@ class Stage:
 
     label: str = "stage"
     remote: bool = False
+    workers: int = 1  # local worker threads that may run micro-batches side by side (outputs stay per row)
 
     def run(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
         raise NotImplementedError
@@ -106,6 +107,7 @@ class BindingStage(Stage):
     def __post_init__(self) -> None:
         self.label = self.inner.label
         self.remote = self.inner.remote
+        self.workers = self.inner.workers
 
     def run(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
         return self.inner.run(values, [self.binding._merge_configs(c) for c in configs], rt)
@@ -121,6 +123,7 @@ class SequenceStage(Stage):
     def __post_init__(self) -> None:
         self.label = type(self.runnable).__name__
         self.remote = any(s.remote for s in self.steps)
+        self.workers = max(s.workers for s in self.steps)
 
     def run(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
         runs = open_chain_runs(self.runnable, values, configs)
@@ -155,6 +158,7 @@ class ParallelStage(Stage):
     def __post_init__(self) -> None:
         self.label = type(self.runnable).__name__
         self.remote = any(s.remote for s in self.branches.values())
+        self.workers = max(s.workers for s in self.branches.values())
 
     def run(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
         runs = open_chain_runs(self.runnable, values, configs)
@@ -190,6 +194,7 @@ class AssignStage(Stage):
     def __post_init__(self) -> None:
         self.label = type(self.runnable).__name__
         self.remote = self.mapper.remote
+        self.workers = self.mapper.workers
 
     def run(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
         runs = open_call_runs(self.runnable, values, configs)
