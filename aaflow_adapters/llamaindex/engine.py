@@ -1,0 +1,125 @@
+"""Compile a list of LlamaIndex transformations into an aaflow workflow and stream nodes through it.
+
+Each transformation is one stage of aaflow's streaming executor (bounded queues, stages
+overlapping, input order restored by sequence keys): the node parser splits the next
+documents while the embedding model encodes the current window. Between stages, cache taps
+keep the stock cache's keys and entries when the cache is on.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.schema import BaseNode, TransformComponent
+from llama_index.core.utils import get_tqdm_iterable
+
+from aaflow_core import Executor, Resources, Workflow, bind
+from aaflow_core.concurrency import LoopThread
+from aaflow_core.errors import ConfigError
+
+from aaflow_adapters.llamaindex.cache import CacheTap, StepRecord
+from aaflow_adapters.llamaindex.nodes import EMBEDDING, NodeTable, source_batches
+from aaflow_adapters.llamaindex.steps import EmbedCaller, EmbedStep, RunCoro, TransformStep
+from aaflow_adapters.llamaindex.vector import Segment
+
+WINDOW_ROWS = 256  # nodes length-sorted together before micro-batching
+REMOTE_CONCURRENCY = 8  # embedding requests in flight for models that are not in-process
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How aaflow schedules the work; none of these change which nodes come out."""
+
+    parity: bool = False
+    embed_batch_size: int | None = None
+    embed_concurrency: int | None = None
+    batch_chars: int = 100_000
+    backend: str = "threads"
+    workers: int = 1
+    queue_capacity: int = 4
+
+    def __post_init__(self) -> None:
+        if self.parity and self.embed_batch_size is not None:
+            raise ConfigError("embed_batch_size", self.embed_batch_size, "parity=True uses the model's own batch size")
+        for name in ("embed_batch_size", "embed_concurrency"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(name, value, "must be >= 1 or None")
+        if self.batch_chars < 1:
+            raise ConfigError("batch_chars", self.batch_chars, "must be >= 1")
+
+
+@dataclass
+class StreamResult:
+    segments: list[Segment]
+    records: list[StepRecord]
+    stage_busy_s: dict[str, float] = field(default_factory=dict)
+
+
+def is_local(model: BaseEmbedding) -> bool:
+    """In-process models (HuggingFace, FastEmbed, ...) keep their network in `_model`; remote ones do not."""
+    return getattr(model, "_model", None) is not None
+
+
+def embed_settings(model: BaseEmbedding, opts: EngineOptions) -> tuple[BaseEmbedding, int, int, int]:
+    """(model to call, micro-batch size, calls in flight, window rows) for one embedding step.
+
+    The window is a multiple of the micro-batch size, so in parity mode the micro-batches are
+    exactly stock's consecutive `embed_batch_size` slices of the global node order.
+    """
+    size = model.embed_batch_size if opts.embed_batch_size is None else opts.embed_batch_size
+    target = model if size == model.embed_batch_size else model.model_copy(update={"embed_batch_size": size})
+    concurrency = opts.embed_concurrency or (1 if is_local(model) else REMOTE_CONCURRENCY)
+    window = size * max(math.ceil(WINDOW_ROWS / size), 2 * concurrency)
+    return target, size, concurrency, window
+
+
+def stream(
+    nodes: Sequence[BaseNode], transforms: Sequence[TransformComponent], opts: EngineOptions, *,
+    first_key: str | None, record_cache: bool, kwargs: dict[str, Any], run_coro: RunCoro | None,
+    show_progress: bool = False,
+) -> StreamResult:
+    """Run `transforms` over `nodes`. `run_coro` given: async run (acall on the caller's loop)."""
+    table = NodeTable()
+    records = [StepRecord(t) for t in transforms] if record_cache else []
+    if records:
+        records[0].key = first_key
+    workflow = Workflow(Resources(threads=opts.workers, queue_capacity=opts.queue_capacity))
+    with ExitStack() as stack:
+        for i, transform in enumerate(transforms):
+            if i > 0 and records:
+                workflow.map(CacheTap(table, records[i - 1], records[i]), name=f"cache-{i}")
+            name = f"{i}-{type(transform).__name__}"
+            if isinstance(transform, BaseEmbedding):
+                step, window = _embed_step(transform, opts, table, kwargs, run_coro, stack)
+                workflow.map(step, name=name, batch_size=window)
+            else:
+                workflow.map(TransformStep(transform, table, kwargs, run_coro), name=name, workers=opts.workers)
+        if records:
+            workflow.map(CacheTap(table, records[-1], None), name="cache-out")
+        segments: list[Segment] = []
+        with Executor(bind(workflow.compile(), workflow.functions), backend=opts.backend,
+                      queue_capacity=opts.queue_capacity) as ex:
+            out = ex.run(source_batches(table, nodes, opts.batch_chars))
+            for batch in get_tqdm_iterable(out, show_progress, "Applying transformations"):
+                column = batch.column(EMBEDDING) if EMBEDDING in batch.schema.names else None
+                segments.append(Segment(table.pop(batch), column))
+    busy = {name: s.busy_s for name, s in ex.stats.items()}
+    return StreamResult(segments, records, busy)
+
+
+def _embed_step(model: BaseEmbedding, opts: EngineOptions, table: NodeTable, kwargs: dict[str, Any],
+                run_coro: RunCoro | None, stack: ExitStack) -> tuple[EmbedStep, int]:
+    target, size, concurrency, window = embed_settings(model, opts)
+    pool = None
+    if run_coro is None:  # sync run: the model's sync API on a pool, driven by a private loop
+        run_coro = stack.enter_context(LoopThread("aaflow-llamaindex-embed")).run
+        pool = stack.enter_context(ThreadPoolExecutor(concurrency, thread_name_prefix="aaflow-embed"))
+    caller = EmbedCaller(target, batch_size=size, concurrency=concurrency, run_coro=run_coro, pool=pool,
+                         kwargs=kwargs)
+    return EmbedStep(caller, table, parity=opts.parity), window

@@ -1,0 +1,217 @@
+"""`AAFlowIngestionPipeline`: LlamaIndex's `IngestionPipeline`, run by aaflow.
+
+Same constructor, same `run`/`arun` signatures, same inputs order, docstore strategies, cache
+keys and vector-store contents; what changes is how the work is scheduled: transformations
+stream through aaflow's executor in batches (threads, never a pickling process pool),
+embeddings go in length-sorted micro-batches with calls overlapped, and a `FaissVectorStore`
+receives whole Arrow embedding columns instead of one node at a time.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.ingestion.pipeline import DocstoreStrategy, IngestionPipeline
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.schema import BaseNode, Document
+
+from aaflow_core.errors import AAFlowError
+
+from aaflow_adapters.llamaindex.cache import StepCache
+from aaflow_adapters.llamaindex.engine import EngineOptions, stream
+from aaflow_adapters.llamaindex.steps import RunCoro
+from aaflow_adapters.llamaindex.vector import Segment, VectorWrite, aadd_nodes, add_nodes
+
+dispatcher = get_dispatcher(__name__)
+
+
+@dataclass
+class RunStats:
+    """What the last run did and where its time went (seconds; stage times are busy time)."""
+
+    nodes_in: int = 0
+    nodes_out: int = 0
+    cache_hits: int = 0
+    prepare_s: float = 0.0
+    transform_s: float = 0.0
+    vector_store_s: float = 0.0
+    docstore_s: float = 0.0
+    total_s: float = 0.0
+    stage_busy_s: dict[str, float] = field(default_factory=dict)
+    vector_write: VectorWrite = field(default_factory=VectorWrite)
+
+
+def user_error(err: AAFlowError) -> BaseException:
+    """The user's own exception (same type as stock would raise), with aaflow's context as a note."""
+    root: BaseException = err
+    while isinstance(root, AAFlowError) and isinstance(root.__cause__, BaseException):
+        root = root.__cause__
+    if root is not err:
+        root.add_note(f"aaflow: {err}")
+    return root
+
+
+class AAFlowIngestionPipeline(IngestionPipeline):
+    """Drop-in for `IngestionPipeline`; aaflow's options are extra keyword arguments."""
+
+    parity: bool = Field(default=False, description="Embed in stock's embed_batch_size slices (bit-identical).")
+    embed_batch_size: Optional[int] = Field(default=None, description="aaflow micro-batch size; None: the model's.")
+    embed_concurrency: Optional[int] = Field(default=None, description="Embedding calls in flight; None: auto.")
+    batch_chars: int = Field(default=100_000, description="Characters of input per streamed batch.")
+    backend: str = Field(default="threads", description="aaflow executor backend: threads or serial.")
+    _last_run: Optional[RunStats] = PrivateAttr(default=None)
+
+    def __init__(self, *args: Any, parity: bool = False, embed_batch_size: Optional[int] = None,
+                 embed_concurrency: Optional[int] = None, batch_chars: int = 100_000, backend: str = "threads",
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        EngineOptions(parity, embed_batch_size, embed_concurrency, batch_chars, backend)  # validate once
+        self.parity, self.embed_batch_size, self.embed_concurrency = parity, embed_batch_size, embed_concurrency
+        self.batch_chars, self.backend = batch_chars, backend
+
+    @property
+    def last_run(self) -> Optional[RunStats]:
+        return self._last_run
+
+    def _options(self, num_workers: Optional[int]) -> EngineOptions:
+        return EngineOptions(self.parity, self.embed_batch_size, self.embed_concurrency, self.batch_chars,
+                             self.backend, workers=max(1, num_workers or 1))
+
+    def _effective_strategy(self) -> DocstoreStrategy:
+        if (self.docstore is not None and self.vector_store is None
+                and self.docstore_strategy in (DocstoreStrategy.UPSERTS, DocstoreStrategy.UPSERTS_AND_DELETE)):
+            warnings.warn(
+                f"docstore_strategy='{self.docstore_strategy.value}' requires a vector store "
+                "to apply upsert/delete semantics; falling back to 'duplicates_only' for this run. "
+                "pipeline.docstore_strategy is unchanged.",
+                UserWarning,
+                stacklevel=4,
+            )
+            return DocstoreStrategy.DUPLICATES_ONLY
+        return self.docstore_strategy
+
+    def _select(self, nodes: Sequence[BaseNode], strategy: DocstoreStrategy) -> Sequence[BaseNode]:
+        """Stock's docstore decisions, by stock's own helpers."""
+        if self.docstore is None:
+            return nodes
+        if self.vector_store is not None and strategy in (DocstoreStrategy.UPSERTS, DocstoreStrategy.UPSERTS_AND_DELETE):
+            return self._handle_upserts(nodes)
+        if strategy == DocstoreStrategy.DUPLICATES_ONLY or self.vector_store is None:
+            return self._handle_duplicates(nodes)
+        raise ValueError(f"Invalid docstore strategy: {strategy}")
+
+    async def _aselect(self, nodes: Sequence[BaseNode], strategy: DocstoreStrategy,
+                       store_doc_text: bool) -> Sequence[BaseNode]:
+        if self.docstore is None:
+            return nodes
+        if self.vector_store is not None and strategy in (DocstoreStrategy.UPSERTS, DocstoreStrategy.UPSERTS_AND_DELETE):
+            return await self._ahandle_upserts(nodes, store_doc_text=store_doc_text)
+        if strategy == DocstoreStrategy.DUPLICATES_ONLY or self.vector_store is None:
+            return await self._ahandle_duplicates(nodes, store_doc_text=store_doc_text)
+        raise ValueError(f"Invalid docstore strategy: {strategy}")
+
+    def _transform(self, nodes: Sequence[BaseNode], stats: RunStats, *, cache_collection: Optional[str],
+                   num_workers: Optional[int], show_progress: bool, run_coro: Optional[RunCoro],
+                   kwargs: dict[str, Any]) -> list[Segment]:
+        """Stock `run_transformations` semantics (cache included), executed as one aaflow stream."""
+        transforms = list(self.transformations)
+        cache = None if self.disable_cache else StepCache(self.cache, cache_collection)
+        first_key = None
+        while True:
+            if cache is not None:
+                nodes, served, first_key = cache.serve_prefix(nodes, transforms)
+                stats.cache_hits += served
+                transforms = transforms[served:]
+            if not transforms:
+                return [Segment(list(nodes))]
+            result = stream(nodes, transforms, self._options(num_workers), first_key=first_key,
+                            record_cache=cache is not None, kwargs=kwargs, run_coro=run_coro,
+                            show_progress=show_progress)
+            stats.stage_busy_s.update(result.stage_busy_s)
+            resume = cache.write(result.records) if cache is not None else None
+            if resume is None:
+                return result.segments
+            step, nodes = resume  # stock would have found this step in the cache: go on from there
+            stats.cache_hits += 1
+            transforms = transforms[step + 1:]
+
+    def _finish(self, stats: RunStats, started: float, segments: list[Segment]) -> list[BaseNode]:
+        nodes = [n for s in segments for n in s.nodes]
+        stats.nodes_out = len(nodes)
+        stats.total_s = time.perf_counter() - started
+        self._last_run = stats
+        return nodes
+
+    @dispatcher.span
+    def run(self, show_progress: bool = False, documents: Optional[List[Document]] = None,
+            nodes: Optional[Sequence[BaseNode]] = None, cache_collection: Optional[str] = None,
+            in_place: bool = True, store_doc_text: bool = True, num_workers: Optional[int] = None,
+            **kwargs: Any) -> Sequence[BaseNode]:
+        """As `IngestionPipeline.run`; `num_workers` means aaflow threads per transformation stage.
+
+        `in_place` is accepted for compatibility: aaflow never mutates the list it is given.
+        """
+        started, stats = time.perf_counter(), RunStats()
+        input_nodes = self._prepare_inputs(documents, nodes)
+        strategy = self._effective_strategy()
+        nodes_to_run = self._select(input_nodes, strategy)
+        stats.nodes_in = len(nodes_to_run)
+        stats.prepare_s = time.perf_counter() - started
+        t0 = time.perf_counter()
+        try:
+            segments = self._transform(nodes_to_run, stats, cache_collection=cache_collection,
+                                       num_workers=num_workers, show_progress=show_progress, run_coro=None,
+                                       kwargs=kwargs)
+        except AAFlowError as err:
+            raise user_error(err)
+        stats.transform_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if self.vector_store is not None:
+            stats.vector_write = add_nodes(self.vector_store, segments)
+        stats.vector_store_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if self.docstore is not None:
+            self._update_docstore(nodes_to_run, effective_strategy=strategy, store_doc_text=store_doc_text)
+        stats.docstore_s = time.perf_counter() - t0
+        return self._finish(stats, started, segments)
+
+    @dispatcher.span
+    async def arun(self, show_progress: bool = False, documents: Optional[List[Document]] = None,
+                   nodes: Optional[Sequence[BaseNode]] = None, cache_collection: Optional[str] = None,
+                   in_place: bool = True, store_doc_text: bool = True, num_workers: Optional[int] = None,
+                   **kwargs: Any) -> Sequence[BaseNode]:
+        """As `IngestionPipeline.arun`: transformations' `acall` and the embeddings' async API run on
+        this event loop, while aaflow's stages run on threads."""
+        started, stats = time.perf_counter(), RunStats()
+        input_nodes = self._prepare_inputs(documents, nodes)
+        strategy = self._effective_strategy()
+        nodes_to_run = await self._aselect(input_nodes, strategy, store_doc_text)
+        stats.nodes_in = len(nodes_to_run)
+        stats.prepare_s = time.perf_counter() - started
+        loop = asyncio.get_running_loop()
+
+        def on_loop(coro: Any) -> Any:
+            return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+        t0 = time.perf_counter()
+        try:
+            segments = await asyncio.to_thread(
+                self._transform, nodes_to_run, stats, cache_collection=cache_collection, num_workers=num_workers,
+                show_progress=show_progress, run_coro=on_loop, kwargs=kwargs)
+        except AAFlowError as err:
+            raise user_error(err)
+        stats.transform_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if self.vector_store is not None:
+            stats.vector_write = await aadd_nodes(self.vector_store, segments)
+        stats.vector_store_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if self.docstore is not None:
+            await self._aupdate_docstore(nodes_to_run, effective_strategy=strategy, store_doc_text=store_doc_text)
+        stats.docstore_s = time.perf_counter() - t0
+        return self._finish(stats, started, segments)

@@ -1,0 +1,188 @@
+"""Stock `IngestionPipeline` vs `AAFlowIngestionPipeline` on a real corpus, side by side in one run.
+
+    python benchmarks/llamaindex_bench.py [--quick] [--out benchmarks/results/llamaindex.json]
+
+Local part: SentenceSplitter (defaults) + HuggingFaceEmbedding (the bundled all-MiniLM-L6-v2)
++ FaissVectorStore, cache on (stock defaults): stock `run`, stock `run(num_workers=2)` (its
+spawn process pool), aaflow `run`. Remote part: the same corpus through an OpenAI-compatible
+embeddings server on 127.0.0.1 with a fixed per-request latency: stock `run`/`arun` vs aaflow
+`run`/`arun`. Every configuration runs in its own child process (fresh interpreter, model
+loaded and warmed before the clock starts), so peak RSS is per configuration; the children
+run one after another, alternating stock and aaflow, and each is repeated `--repeats` times.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL = ("stock_run", "stock_run_workers2", "aaflow_run")
+REMOTE = ("stock_run", "stock_arun", "aaflow_run", "aaflow_arun")
+
+
+def env() -> dict[str, str]:
+    import llama_index.core
+
+    out = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    out["TIKTOKEN_CACHE_DIR"] = str(Path(llama_index.core.__file__).parent / "_static" / "tiktoken_cache")
+    out["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return out
+
+
+def documents(corpus: Path) -> list[Any]:
+    from llama_index.core import Document
+
+    return [Document(text=p.read_text(), doc_id=p.stem, metadata={"file_name": p.name})
+            for p in sorted(corpus.glob("*.txt"))]
+
+
+def pipeline(kind: str, config: str, base_url: str | None) -> Any:
+    """The pipeline a user would write; only the class differs between stock and aaflow."""
+    import faiss
+    from llama_index.core.ingestion import IngestionPipeline
+    from llama_index.core.node_parser import SentenceSplitter
+    from llama_index.vector_stores.faiss import FaissVectorStore
+
+    from aaflow_adapters.llamaindex import AAFlowIngestionPipeline
+
+    cls = AAFlowIngestionPipeline if config.startswith("aaflow") else IngestionPipeline
+    if kind == "local":
+        from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+        from aaflow_core.models.embedding import bundled_model_path
+
+        steps = [SentenceSplitter(), HuggingFaceEmbedding(model_name=str(bundled_model_path()))]
+    else:
+        from llama_index.embeddings.openai import OpenAIEmbedding
+
+        steps = [SentenceSplitter(chunk_size=256, chunk_overlap=20),
+                 OpenAIEmbedding(api_base=base_url, api_key="sk-local", embed_batch_size=10)]
+    return cls(transformations=steps, vector_store=FaissVectorStore(faiss_index=faiss.IndexFlatL2(384)))
+
+
+def warm(pipe: Any) -> None:
+    """Load tokenizer data and run the model once, outside the timed region."""
+    from llama_index.core import Document
+
+    pipe.transformations[0]([Document(text="warm up. " * 50)])
+    pipe.transformations[-1].get_text_embedding_batch(["warm up"] * 4)
+
+
+def child(kind: str, config: str, corpus: Path, base_url: str | None) -> dict[str, Any]:
+    """One measured configuration (runs in a fresh process)."""
+    import asyncio
+
+    import numpy as np
+
+    docs = documents(corpus)
+    pipe = pipeline(kind, config, base_url)
+    warm(pipe)
+    t0 = time.perf_counter()
+    if config.endswith("arun"):
+        nodes = asyncio.run(pipe.arun(documents=docs))
+    else:
+        nodes = pipe.run(documents=docs, num_workers=2 if config.endswith("workers2") else None)
+    wall = time.perf_counter() - t0
+    out: dict[str, Any] = {"wall_s": wall, "nodes": len(nodes), "vectors": int(pipe.vector_store.client.ntotal),
+                           "embedding_checksum": float(np.asarray([n.embedding for n in nodes]).sum())}
+    stats = getattr(pipe, "last_run", None)
+    if stats is not None:
+        out["phases_s"] = {"prepare": stats.prepare_s, "transform": stats.transform_s,
+                           "vector_store": stats.vector_store_s, "docstore": stats.docstore_s}
+        out["stage_busy_s"] = stats.stage_busy_s
+        out["faiss_add_calls"] = stats.vector_write.calls
+    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_children_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return out
+
+
+def measure(kind: str, config: str, corpus: Path, base_url: str | None, timeout: float) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--child", kind, config, str(corpus), base_url or "-"]
+    try:
+        proc = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    if proc.returncode != 0:
+        return {"error": (proc.stderr.strip().splitlines() or ["exit %d" % proc.returncode])[-1][:300]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return {"error": runs[-1]["error"], "runs": runs}
+    walls = [r["wall_s"] for r in ok]
+    return {"wall_s_median": statistics.median(walls), "wall_s": walls, "runs": runs}
+
+
+def side_by_side(kind: str, configs: tuple[str, ...], corpus: Path, repeats: int, base_url: str | None,
+                 timeout: float) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, Any]]] = {c: [] for c in configs}
+    for _ in range(repeats):  # interleaved, so load from other processes hits every configuration alike
+        for config in configs:
+            runs[config].append(measure(kind, config, corpus, base_url, timeout))
+            print(f"{kind:6} {config:20} {runs[config][-1].get('wall_s', runs[config][-1].get('error'))}", flush=True)
+    return {c: summarise(r) for c, r in runs.items()}
+
+
+def speedups(results: dict[str, Any], baselines: tuple[str, ...], ours: str) -> dict[str, float]:
+    mine = results[ours].get("wall_s_median")
+    return {f"{ours}_vs_{b}": results[b]["wall_s_median"] / mine
+            for b in baselines if mine and "wall_s_median" in results[b]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "llamaindex.json"))
+    ap.add_argument("--quick", action="store_true", help="small corpus, one repeat")
+    ap.add_argument("--size-mb", type=float, default=None, help="corpus size (default 1.0, quick 0.15)")
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--latency", type=float, default=0.2, help="remote endpoint seconds per request")
+    ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per configuration before giving up")
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        kind, config, corpus, url = args.child
+        print(json.dumps(child(kind, config, Path(corpus), None if url == "-" else url)))
+        return
+    os.environ.update(env())
+    from aaflow_core.pipelines.corpus import write_stdlib_corpus
+    from aaflow_core.serve import STATS, ModelEmbeddings, ServerThread, create_app
+
+    size_mb = args.size_mb or (0.15 if args.quick else 1.0)
+    repeats = args.repeats or (1 if args.quick else 2)
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "corpus"
+        files = write_stdlib_corpus(corpus, int(size_mb * 2**20))
+        corpus_info = {"files": len(files), "bytes": sum(f.stat().st_size for f in files), "source": "stdlib pydoc"}
+        local = side_by_side("local", LOCAL, corpus, repeats, None, args.timeout)
+        app = create_app(embeddings=ModelEmbeddings(threads=2), latency_s=args.latency)
+        with ServerThread(app) as server:
+            remote = side_by_side("remote", REMOTE, corpus, repeats, server.base_url, args.timeout)
+            requests = app[STATS].requests
+    report = {
+        "corpus": corpus_info,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "settings": {"repeats": repeats, "latency_s": args.latency, "remote_requests_total": requests},
+        "local": local, "remote": remote,
+        "speedups": {**speedups(local, ("stock_run", "stock_run_workers2"), "aaflow_run"),
+                     **{f"remote_{k}": v for k, v in speedups(remote, ("stock_run", "stock_arun"), "aaflow_run").items()},
+                     **{f"remote_{k}": v for k, v in speedups(remote, ("stock_arun",), "aaflow_arun").items()}},
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    print(json.dumps(report["speedups"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
