@@ -53,8 +53,7 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
             raise ConfigError("batch_size", self.batch_size, "must be >= 1")
         if self.max_concurrency < 1:
             raise ConfigError("max_concurrency", self.max_concurrency, "must be >= 1")
-        if self.ranks != "auto" and (not isinstance(self.ranks, int) or self.ranks < 1):
-            raise ConfigError("ranks", self.ranks, "must be 'auto' or a positive integer")
+        Comm.for_ranks(self.ranks)  # a bad value, or N ranks asked outside an N-rank job
 
     def _prepare(self, n: int, config: RunnableConfig | Sequence[RunnableConfig] | None,
                  kwargs: Mapping[str, Any]) -> tuple[Runnable[Any, Any], list[RunnableConfig], dict[str, Any]]:

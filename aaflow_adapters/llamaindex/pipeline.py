@@ -23,7 +23,7 @@ from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.schema import BaseNode, Document
 
 from aaflow_core.distributed import Comm
-from aaflow_core.errors import AAFlowError, ConfigError
+from aaflow_core.errors import AAFlowError
 
 from aaflow_adapters.llamaindex.cache import StepCache
 from aaflow_adapters.llamaindex.engine import EngineOptions, stream
@@ -76,8 +76,7 @@ class AAFlowIngestionPipeline(IngestionPipeline):
                  ranks: Union[int, str] = "auto", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         EngineOptions(parity, embed_batch_size, embed_concurrency, batch_chars, backend)  # validate once
-        if ranks != "auto" and (not isinstance(ranks, int) or ranks < 1):
-            raise ConfigError("ranks", ranks, "must be 'auto' or a positive integer")
+        Comm.for_ranks(ranks)  # a bad value, or N ranks asked outside an N-rank job
         self.ranks = ranks
         self.parity, self.embed_batch_size, self.embed_concurrency = parity, embed_batch_size, embed_concurrency
         self.batch_chars, self.backend = batch_chars, backend

@@ -106,16 +106,27 @@ def test_outputs_that_json_cannot_carry_exactly_are_refused_naming_the_input():
             to_json(bad, 7)
 
 
+def test_a_node_whose_metadata_json_cannot_carry_is_refused_naming_it():
+    from llama_index.core.schema import TextNode
+
+    from aaflow_adapters.llamaindex.mpi import node_json
+
+    data = json.loads(node_json(TextNode(text="t", id_="n1", embedding=[0.5])))["__data__"]
+    assert data["id_"] == "n1" and "embedding" not in data  # the vector travels as Arrow, not JSON
+    with pytest.raises(InputError, match="^node n2: cannot cross MPI ranks as JSON"):
+        node_json(TextNode(text="t", id_="n2", metadata={"when": object()}))
+
+
 def test_ranks_option_is_checked_at_the_edge():
     with pytest.raises(ConfigError, match="ranks"):
         AAFlowRunnable(RunnableLambda(str), ranks=0)
     with pytest.raises(ConfigError, match="mpiexec -n 2"):  # no launcher: a 1-rank job
-        AAFlowRunnable(RunnableLambda(str), ranks=2).batch([1, 2])
+        AAFlowRunnable(RunnableLambda(str), ranks=2)
     assert AAFlowRunnable(RunnableLambda(str), ranks="auto").batch([1, 2]) == ["1", "2"]
     with pytest.raises(ConfigError, match="ranks"):
         AAFlowIngestionPipeline(transformations=[], ranks="all")
     with pytest.raises(ConfigError, match="mpiexec -n 2"):
-        AAFlowIngestionPipeline(transformations=[], ranks=2).run(documents=[])
+        AAFlowIngestionPipeline(transformations=[], ranks=2)
 
 
 # -- LlamaIndex ------------------------------------------------------------------------------
