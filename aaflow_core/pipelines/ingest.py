@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -15,9 +14,13 @@ from tqdm.auto import tqdm
 from aaflow_core.dataplane.schemas import PATHS
 from aaflow_core.dataplane.views import embedding_matrix
 from aaflow_core.errors import ConfigError, NoInputError
+from aaflow_core.models.embedding import Embedder
+from aaflow_core.models.modes import check_mode
 from aaflow_core.operators.embed import shared_embedder
 from aaflow_core.operators.load import SkippedItem
+from aaflow_core.pipelines.embed_accuracy import mode_accuracy
 from aaflow_core.plan import Resources, Workflow, package_versions, specs
+from aaflow_core.plan.placement import available_cpus, intra_op_threads
 from aaflow_core.plan.workflow import plan_fingerprint
 from aaflow_core.runtime import Executor, bind
 
@@ -25,7 +28,8 @@ PHASES = {"load": "load", "chunk": "chunk", "embed": "embed", "upsert": "upsert"
 
 
 def default_threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """Intra-op threads for a single-rank run: every CPU this process may use, once (plan.placement)."""
+    return intra_op_threads(available_cpus(), ranks=1)
 
 
 @dataclass(frozen=True)
@@ -46,8 +50,13 @@ class IngestConfig:
     max_file_bytes: int = 64 * 2**20
     backend: str = "threads"
     progress: bool | None = None
+    precision: str = "fp32"  # embedding mode: fp32|bf16|int8 (see aaflow_core.models.modes)
+    embed_backend: str = "torch"  # torch|onnx ("backend" above is the executor's)
+    accuracy_report: bool = False  # opt-in: a second fp32 pass over sampled chunks, figures in the manifest
+    accuracy_queries: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        check_mode(self.precision, self.embed_backend)
         if not self.paths:
             raise ConfigError("paths", self.paths, "give at least one file or directory")
         for name in ("batch_size", "window", "threads", "files_per_batch"):
@@ -60,13 +69,17 @@ class IngestConfig:
         wf = Workflow(Resources(threads=self.threads))
         wf.add(specs.load(max_file_bytes=self.max_file_bytes))
         wf.add(specs.chunk(chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap))
-        wf.add(specs.embed(model=self.model, window=self.window, encode_batch_size=self.batch_size))
+        wf.add(specs.embed(model=self.model, window=self.window, encode_batch_size=self.batch_size,
+                           precision=self.precision, backend=self.embed_backend))
         wf.add(specs.upsert(index_dir=self.index_dir))
         return wf
 
     def resources(self) -> dict[str, Any]:
         return {"threads": self.threads, "ranks": 1, "batch_size": self.batch_size, "window": self.window,
                 "files_per_batch": self.files_per_batch, "backend": self.backend}
+
+    def embedder(self) -> Embedder:
+        return shared_embedder(self.model, self.threads, self.precision, self.embed_backend)
 
 
 @dataclass
@@ -114,7 +127,7 @@ def ingest(config: IngestConfig, files: Sequence[tuple[str, str]] | None = None,
         reasons = "; ".join(f"{s.item}: {s.reason}" for s in skipped) or "no paths given"
         raise NoInputError(f"nothing to ingest ({reasons})")
     t_setup = time.perf_counter()
-    shared_embedder(config.model, config.threads)
+    embedder = config.embedder()
     plan = config.workflow().compile()
     stages = bind(plan, overrides={"upsert": {"overwrite": config.overwrite}})
     model_load_s = time.perf_counter() - t_setup
@@ -134,8 +147,11 @@ def ingest(config: IngestConfig, files: Sequence[tuple[str, str]] | None = None,
                       on_batch=on_batch) as ex:
             writer = ex.operators["upsert"].writer  # type: ignore[attr-defined]
             try:
+                kept: list[pa.RecordBatch] = []
                 for out in ex.run(path_batches(files, config.files_per_batch)):
                     hasher.update(out)
+                    if config.accuracy_report:
+                        kept.append(out)
                 load_op = ex.operators["load"]
                 all_skipped = [*skipped, *load_op.skipped]  # type: ignore[attr-defined]
                 if hasher.rows == 0:
@@ -145,8 +161,9 @@ def ingest(config: IngestConfig, files: Sequence[tuple[str, str]] | None = None,
                     "fingerprint": plan_fingerprint(plan),
                     "plan": plan.to_json(),
                     "resources": config.resources(),
-                    "model": Path(shared_embedder(config.model, config.threads).path).name,
-                    "dim": shared_embedder(config.model, config.threads).dim,
+                    "model": Path(embedder.path).name,
+                    "dim": embedder.dim,
+                    "embed_mode": embedder.mode.to_dict(),
                     "counts": {"documents": len(hasher.documents), "chunks": hasher.rows,
                                "skipped": len(all_skipped)},
                     "skipped": [asdict(s) for s in all_skipped],
@@ -156,6 +173,9 @@ def ingest(config: IngestConfig, files: Sequence[tuple[str, str]] | None = None,
                     "total_s": round(total_s, 4),
                     "versions": package_versions(),
                 }
+                if config.accuracy_report:
+                    manifest["accuracy"] = mode_accuracy(kept, embedder, model=config.model, threads=config.threads,
+                                                         batch_size=config.batch_size, queries=config.accuracy_queries)
                 index_dir = writer.publish(manifest)
             except BaseException:
                 writer.discard()
