@@ -64,6 +64,7 @@ class IngestConfig:
                 raise ConfigError(name, getattr(self, name), "must be >= 1")
         if self.window < self.batch_size:
             raise ConfigError("window", self.window, f"must be >= batch_size ({self.batch_size})")
+        self.workflow()  # the operator specs validate their own parameters
 
     def workflow(self) -> Workflow:
         wf = Workflow(Resources(threads=self.threads))

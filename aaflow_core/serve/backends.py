@@ -1,0 +1,79 @@
+"""What sits behind the endpoints: chat and embedding backends, each called with a whole batch."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    model: str
+    messages: tuple[tuple[str, str], ...]  # (role, content)
+    max_tokens: int | None = None
+    temperature: float | None = None
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    content: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str = "stop"
+
+
+class ChatBackend(Protocol):
+    async def complete(self, requests: list[ChatRequest]) -> list[ChatResult]:
+        """One result per request, in order; called with server-side batches."""
+        ...
+
+
+class EmbeddingsBackend(Protocol):
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        """A float32 (len(texts), dim) matrix, rows in input order."""
+        ...
+
+
+class EchoChat:
+    """Deterministic answers that depend only on the messages, with simulated decode speed.
+
+    The answer repeats the last user message's words (up to `max_tokens`), so two clients
+    sending the same prompts must receive the same answers: equality tests and benchmarks of
+    orchestration need exactly that, and nothing of a real model's cost.
+    """
+
+    def __init__(self, tokens_per_s: float | None = None, default_max_tokens: int = 32) -> None:
+        self.tokens_per_s = tokens_per_s
+        self.default_max_tokens = default_max_tokens
+
+    def answer(self, request: ChatRequest) -> ChatResult:
+        last_user = next((c for r, c in reversed(request.messages) if r == "user"), "")
+        limit = request.max_tokens or self.default_max_tokens
+        words = last_user.split()
+        reply = words[:limit]
+        prompt_tokens = sum(len(c.split()) for _, c in request.messages)
+        finish = "length" if len(words) > limit else "stop"
+        return ChatResult("echo: " + " ".join(reply), prompt_tokens, len(reply) + 1, finish)
+
+    async def complete(self, requests: list[ChatRequest]) -> list[ChatResult]:
+        results = [self.answer(r) for r in requests]
+        if self.tokens_per_s:
+            await asyncio.sleep(max(r.completion_tokens for r in results) / self.tokens_per_s)
+        return results
+
+
+class ModelEmbeddings:
+    """The bundled sentence-transformers model (or another local one) behind /v1/embeddings."""
+
+    def __init__(self, model: str | None = None, threads: int = 1, batch_size: int = 32) -> None:
+        from aaflow_core.operators.embed import shared_embedder
+
+        self.embedder: Any = shared_embedder(model, threads)
+        self.batch_size = batch_size
+        self._lock = asyncio.Lock()
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        async with self._lock:  # one forward pass at a time: the model already uses every thread
+            return await asyncio.to_thread(self.embedder.encode, texts, self.batch_size)

@@ -1,0 +1,43 @@
+"""Run an aiohttp application on a background thread, bound to loopback by default."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from aaflow_core.concurrency import LoopThread
+
+
+class ServerThread:
+    """`with ServerThread(app) as server: server.base_url` -> "http://127.0.0.1:PORT/v1"."""
+
+    def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self._loop = LoopThread("aaflow-server")
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def __enter__(self) -> "ServerThread":
+        self._loop.__enter__()
+
+        async def start() -> int:
+            self._runner = web.AppRunner(self.app, access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self.host, self.port)
+            await site.start()
+            return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+        try:
+            self.port = self._loop.run(start())
+        except BaseException:
+            self._loop.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            self._loop.run(self._runner.cleanup())
+        self._loop.__exit__(None, None, None)
