@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 
 from aaflow_core.errors import MissingDependencyError
-from aaflow_core.models.embedding import count_tokens, cpu_features, embedding_dim, load_sentence_transformer, resolve_model
+from aaflow_core.models.embedding import (
+    count_tokens, cpu_features, embedding_dim, load_sentence_transformer, resolve_model,
+)
 from aaflow_core.models.modes import resolve_mode
 
 OPSET = 17

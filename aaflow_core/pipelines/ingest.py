@@ -15,7 +15,6 @@ from aaflow_core.dataplane.schemas import PATHS
 from aaflow_core.dataplane.views import embedding_matrix
 from aaflow_core.errors import ConfigError, NoInputError
 from aaflow_core.models.embedding import Embedder
-from aaflow_core.models.modes import check_mode
 from aaflow_core.operators.embed import shared_embedder
 from aaflow_core.operators.load import SkippedItem
 from aaflow_core.pipelines.embed_accuracy import mode_accuracy
@@ -56,7 +55,6 @@ class IngestConfig:
     accuracy_queries: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        check_mode(self.precision, self.embed_backend)
         if not self.paths:
             raise ConfigError("paths", self.paths, "give at least one file or directory")
         for name in ("batch_size", "window", "threads", "files_per_batch"):
