@@ -1,0 +1,1 @@
+"""Adapters: LangChain and LlamaIndex objects translated onto aaflow_core plans."""

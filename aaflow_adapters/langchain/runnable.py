@@ -1,0 +1,136 @@
+"""AAFlowRunnable: `chain = AAFlowRunnable(chain)` and the batch family runs on aaflow.
+
+A `RunnableBindingBase` subclass, so `with_config`, `bind`, `with_retry` and `|` wrap it and
+still route `batch` here. `invoke`, `stream`, `astream` and events are delegated to the wrapped
+chain untouched (one input gains nothing from batching); `batch`, `abatch`,
+`batch_as_completed` and `abatch_as_completed` stream micro-batches through the translated
+plan, with LangChain's callback runs, `return_exceptions` semantics and input order.
+"""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any, Literal
+
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
+from langchain_core.runnables.base import RunnableBindingBase
+from langchain_core.runnables.config import get_config_list, patch_config, run_in_executor
+
+from aaflow_core import ConfigError, Plan
+from aaflow_adapters.langchain.pipeline import Options, describe, stream_rows
+from aaflow_adapters.langchain.runs import close_chain_runs, open_chain_runs
+from aaflow_adapters.langchain.translate import top_level_steps
+
+_END = object()
+
+
+class AAFlowRunnable(RunnableBindingBase[Any, Any]):
+    """Runs any LangChain runnable's batch calls on aaflow, with the same outputs."""
+
+    batch_size: int = 16
+    """Inputs per micro-batch: the unit that moves between steps and is embedded/searched together."""
+    max_concurrency: int = 128
+    """Remote calls in flight across the whole chain (a config's `max_concurrency` overrides it)."""
+    ranks: int | Literal["auto"] = "auto"
+    """MPI ranks; the LangChain adapter runs on one rank for now ("auto" resolves to 1)."""
+    deterministic: bool = True
+    """Same inputs + same resources => same outputs: micro-batches are cut by input order, and user
+    functions run on one worker per step (False: one per core, so their call order may vary)."""
+
+    def __init__(self, runnable: Runnable[Any, Any] | None = None, /, **kwargs: Any) -> None:
+        if runnable is not None:
+            kwargs["bound"] = runnable
+        super().__init__(**kwargs)
+        self._check()
+
+    def _check(self) -> None:
+        """Validated once, at the edge, with aaflow's ConfigError naming the field."""
+        if self.batch_size < 1:
+            raise ConfigError("batch_size", self.batch_size, "must be >= 1")
+        if self.max_concurrency < 1:
+            raise ConfigError("max_concurrency", self.max_concurrency, "must be >= 1")
+        if self.ranks not in ("auto", 1):
+            raise ConfigError("ranks", self.ranks, "the LangChain adapter runs on one rank; use 'auto' or 1")
+
+    def _prepare(self, n: int, config: RunnableConfig | Sequence[RunnableConfig] | None,
+                 kwargs: Mapping[str, Any]) -> tuple[Runnable[Any, Any], list[RunnableConfig], dict[str, Any]]:
+        """Configs per input with this wrapper's and any inner bindings' config merged in."""
+        configs = [self._merge_configs(c) for c in get_config_list(config, n)]  # type: ignore[arg-type]
+        merged = {**self.kwargs, **kwargs}
+        root = self.bound
+        while type(root) is RunnableBinding:
+            configs = [root._merge_configs(c) for c in configs]
+            merged = {**root.kwargs, **merged}
+            root = root.bound
+        return root, configs, merged
+
+    def _options(self, configs: list[RunnableConfig]) -> Options:
+        limit = configs[0].get("max_concurrency") if configs else None
+        return Options(self.batch_size, limit or self.max_concurrency, self.deterministic)
+
+    def plan(self, config: RunnableConfig | None = None) -> Plan:
+        """The aaflow plan `batch` runs for this chain (printable; fingerprint it with aaflow_core.plan)."""
+        root, configs, kwargs = self._prepare(1, config, {})
+        stages, _ = top_level_steps(root, kwargs)
+        return describe(stages, self._options(configs))
+
+    def _run(self, inputs: Sequence[Any], config: RunnableConfig | Sequence[RunnableConfig] | None,
+             return_exceptions: bool, kwargs: Mapping[str, Any]) -> Iterator[tuple[int, Any]]:
+        """(index, output) as inputs finish; root runs are closed once all are done, as stock does."""
+        root, configs, merged = self._prepare(len(inputs), config, kwargs)
+        stages, is_sequence = top_level_steps(root, merged)
+        runs = open_chain_runs(root, inputs, configs) if is_sequence else None
+
+        def config_for(row: int, k: int) -> RunnableConfig:
+            if runs is None:
+                return configs[row]
+            return patch_config(configs[row], callbacks=runs[row].get_child(f"seq:step:{k + 1}"))
+
+        outputs: list[Any] = list(inputs)
+        try:
+            for i, out in stream_rows(stages, list(inputs), config_for, self._options(configs),
+                                      fail_fast=not return_exceptions):
+                if isinstance(out, Exception) and not return_exceptions:
+                    raise out
+                outputs[i] = out
+                yield i, out
+        except BaseException as exc:
+            if runs is not None:
+                for run in runs:
+                    run.on_chain_error(exc)
+            raise
+        if runs is not None:
+            close_chain_runs(runs, outputs)
+
+    def batch(self, inputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None = None, *,
+              return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
+        if not inputs:
+            return []
+        outputs: list[Any] = [None] * len(inputs)
+        for i, out in self._run(inputs, config, return_exceptions, kwargs):
+            outputs[i] = out
+        return outputs
+
+    async def abatch(self, inputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None = None, *,
+                     return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
+        if not inputs:
+            return []
+        return await run_in_executor(None, self.batch, inputs, config, return_exceptions=return_exceptions, **kwargs)
+
+    def batch_as_completed(self, inputs: Sequence[Any], config: RunnableConfig | Sequence[RunnableConfig] | None = None,
+                           *, return_exceptions: bool = False, **kwargs: Any) -> Iterator[tuple[int, Any]]:
+        if not inputs:
+            return
+        yield from self._run(inputs, config, return_exceptions, kwargs)
+
+    async def abatch_as_completed(
+        self, inputs: Sequence[Any], config: RunnableConfig | Sequence[RunnableConfig] | None = None,
+        *, return_exceptions: bool = False, **kwargs: Any,
+    ) -> AsyncIterator[tuple[int, Any]]:
+        if not inputs:
+            return
+        results = self._run(inputs, config, return_exceptions, kwargs)
+        try:
+            while (item := await run_in_executor(None, next, results, _END)) is not _END:
+                yield item
+        finally:
+            results.close()

@@ -1,0 +1,1 @@
+"""LangChain adapter: AAFlowRunnable and index_documents against stock LangChain."""
