@@ -39,13 +39,14 @@ class Tolerance:
     min_cosine: float
 
 
-# Measured on 1000-char pydoc chunks (benchmarks/embed_modes.py), with headroom; see docs/benchmarks.md.
+# Measured on 1000-char pydoc chunks (benchmarks/embed_modes.py and several small text sets), with
+# headroom: int8's worst row varies with the texts (min cosine 0.97-0.99 onnx, 0.89-0.95 torch).
 TOLERANCES: dict[str, Tolerance] = {
     "torch-fp32": Tolerance(0.0, 1.0),
     "onnx-fp32": Tolerance(1e-5, 0.99999),
     "torch-bf16": Tolerance(1e-2, 0.999),
-    "onnx-int8": Tolerance(0.1, 0.97),
-    "torch-int8": Tolerance(0.15, 0.9),
+    "onnx-int8": Tolerance(0.1, 0.95),
+    "torch-int8": Tolerance(0.15, 0.85),
 }
 
 
