@@ -9,7 +9,6 @@ from typing import Any
 from aaflow_core.cli.main import EXIT_OK, positive_int
 from aaflow_core.errors import InputError, NoInputError
 from aaflow_core.pipelines import Answer, AskConfig, ask
-from aaflow_core.pipelines.ingest import default_threads
 
 
 def register(sub: Any) -> None:
@@ -25,7 +24,8 @@ def register(sub: Any) -> None:
     p.add_argument("--model", default=None, help="model name for --llm openai, or a .gguf path for --llm local")
     p.add_argument("--max-new-tokens", type=positive_int, default=64)
     p.add_argument("--max-in-flight", type=positive_int, default=8, help="concurrent requests for --llm openai")
-    p.add_argument("--threads", type=positive_int, default=default_threads())
+    p.add_argument("--threads", type=positive_int, default=1,
+                   help="torch threads (decoding a 135M model is memory-bound; more threads help prompts only)")
     p.add_argument("--json", action="store_true", help="print JSON lines")
     p.set_defaults(handler=run)
 

@@ -16,7 +16,9 @@ batch mates, so the local path and the HTTP server's timing-dependent batches ag
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import os
 import threading
 from collections.abc import Sequence
@@ -90,12 +92,13 @@ class LocalLLM:
             raise MissingDependencyError("transformers", "transformers torch gguf accelerate") from exc
         if max_batch < 1:
             raise ConfigError("max_batch", max_batch, "must be >= 1")
-        if threads:
-            torch.set_num_threads(threads)
+        self.threads = threads
         gguf = Path(path) if path else bundled_gguf()
         hf_logging.disable_progress_bar()
-        self.tokenizer: Any = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        self.model: Any = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        with contextlib.redirect_stderr(io.StringIO()):  # the GGUF dequantizer draws its own tqdm bar
+            self.tokenizer: Any = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            self.model: Any = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
+                                                                   dtype=torch.float32)
         self.model.eval()
         self.name = gguf.stem
         self.max_batch = max_batch
@@ -135,6 +138,8 @@ class LocalLLM:
         import torch
         from transformers import DynamicCache
 
+        if self.threads:  # torch's thread count is per process; other models may have changed it
+            torch.set_num_threads(self.threads)
         b, width = len(rows), bucket(max(len(r) for r in rows))
         ids = torch.full((b, width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((b, width), dtype=torch.long)
@@ -145,7 +150,7 @@ class LocalLLM:
         cache = DynamicCache(config=self.model.config)
         body, head = self.model.model, self.model.lm_head
         with torch.inference_mode():
-            hidden = body(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+            hidden = body(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
                           use_cache=True).last_hidden_state[:, -1]
             take = torch.tensor(list(range(b)) + [0] * (-b % ROW_MULTIPLE), dtype=torch.long)
             cache.batch_select_indices(take)
@@ -168,7 +173,7 @@ class LocalLLM:
                     break
                 mask = torch.cat([mask, torch.ones((len(take), 1), dtype=torch.long)], dim=1)
                 pos = pos + 1
-                hidden = body(input_ids=token[:, None], attention_mask=mask, position_ids=pos, past_key_values=cache,
+                hidden = body(input_ids=token[:, None], attention_mask=mask, position_ids=pos, cache=cache,
                               use_cache=True).last_hidden_state[:, -1]
         return list(zip(out, finish))
 

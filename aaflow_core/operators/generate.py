@@ -104,7 +104,7 @@ class GenerateOperator(Operator):
         self._loop = LoopThread("aaflow-generate").__enter__()
 
         async def make() -> OpenAIChat:  # the client belongs to the loop that uses it
-            return OpenAIChat(base_url=self.base_url, model=self.model_name or "aaflow")
+            return OpenAIChat(base_url=self.base_url, model=self.model_name if self.model_name is not None else "aaflow")
 
         self._remote = self._loop.run(make())
 
