@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test lint clean bench
+.PHONY: install run test lint clean bench bench-scaling
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: install lint
 
 bench: install
 	$(BIN)/python benchmarks/ingest.py $(DEMO)/corpus
+
+bench-scaling: install
+	$(BIN)/aaflow corpus $(DEMO)/corpus --size-mb 1
+	$(BIN)/python benchmarks/scaling.py $(DEMO)/corpus --ranks 1 2
 
 clean:
 	rm -rf $(VENV) .cache

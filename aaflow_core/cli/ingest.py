@@ -5,8 +5,9 @@ import argparse
 import sys
 from typing import Any
 
-from aaflow_core.cli.main import EXIT_OK, EXIT_SKIPPED, non_negative_int, positive_int
-from aaflow_core.errors import ConfigError
+from aaflow_core.cli.main import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, non_negative_int, positive_int
+from aaflow_core.distributed import Comm
+from aaflow_core.errors import AAFlowError, ConfigError
 from aaflow_core.pipelines import IngestConfig, ingest
 from aaflow_core.pipelines.ingest import default_threads
 
@@ -19,7 +20,8 @@ def register(sub: Any) -> None:
     p.add_argument("--chunk-overlap", type=non_negative_int, default=100)
     p.add_argument("--batch-size", type=positive_int, default=32, help="texts per model call")
     p.add_argument("--window", type=positive_int, default=256, help="chunks length-sorted together")
-    p.add_argument("--threads", type=positive_int, default=default_threads())
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="threads per process (default: the cores, split between the MPI ranks on this node)")
     p.add_argument("--glob", default=None, help="take files matching this pattern instead of known suffixes")
     p.add_argument("--overwrite", action="store_true", help="replace an existing aaflow index")
     p.add_argument("--no-progress", action="store_true")
@@ -27,22 +29,38 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    comm = Comm.world()  # size 1 without mpiexec; under mpiexec every rank runs this
+    comm.abort_on_uncaught()
+    if comm.size > 1:
+        ranks = comm.describe()
+        if comm.is_root:
+            print(f"aaflow ingest: {comm.size} ranks: {ranks}", file=sys.stderr)
+    threads = args.threads or max(1, default_threads() // comm.local_size())
     try:
         config = IngestConfig(
             paths=tuple(args.paths), index_dir=args.index, chunk_size=args.chunk_size,
             chunk_overlap=args.chunk_overlap, batch_size=args.batch_size, window=max(args.window, args.batch_size),
-            threads=args.threads, glob=args.glob, overwrite=args.overwrite,
+            threads=threads, glob=args.glob, overwrite=args.overwrite,
             progress=False if args.no_progress else None,
         )
     except ConfigError as exc:
         print(f"aaflow ingest: error: {exc}", file=sys.stderr)
         return 2
-    result = ingest(config)
+    try:
+        result = ingest(config, comm=comm)
+    except AAFlowError:
+        if not comm.is_root:  # every rank gets the same error; rank 0 reports it
+            return EXIT_FAILED
+        raise
+    if not comm.is_root:
+        return EXIT_SKIPPED if result.skipped else EXIT_OK
     m = result.manifest
     for item in result.skipped:
         print(f"aaflow ingest: skipped {item.item}: {item.reason}", file=sys.stderr)
     phases = "  ".join(f"{k}={v:.2f}s" for k, v in m["phases_s"].items())
     print(f"ingested {m['counts']['documents']} documents, {m['counts']['chunks']} chunks into {result.index_dir}")
     print(f"phases: {phases}  total={m['total_s']:.2f}s (model load {m['model_load_s']:.2f}s)")
+    if comm.size > 1:
+        print(f"ranks={comm.size} shards={len(m['shards'])} bytes_between_ranks={m['bytes_between_ranks']}")
     print(f"output_sha256={m['output_sha256']}")
     return EXIT_SKIPPED if result.skipped else EXIT_OK

@@ -5,7 +5,9 @@ import argparse
 import json
 from typing import Any
 
-from aaflow_core.cli.main import EXIT_OK, positive_int
+from aaflow_core.cli.main import EXIT_FAILED, EXIT_OK, positive_int
+from aaflow_core.distributed import Comm
+from aaflow_core.errors import AAFlowError
 from aaflow_core.pipelines import query
 
 
@@ -19,7 +21,16 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    hits = query(args.index, [args.text], k=args.k)[0]
+    comm = Comm.world()  # under mpiexec each rank searches its shards; rank 0 prints
+    comm.abort_on_uncaught()
+    try:
+        hits = query(args.index, [args.text], k=args.k, comm=comm)[0]
+    except AAFlowError:
+        if not comm.is_root:
+            return EXIT_FAILED
+        raise
+    if not comm.is_root:
+        return EXIT_OK
     if args.json:
         print(json.dumps({"query": args.text, "hits": [
             {"rank": h.rank, "score": round(float(h.score), 6), "source": h.source, "chunk_id": h.chunk_id, "text": h.text}

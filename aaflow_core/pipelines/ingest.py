@@ -14,12 +14,14 @@ from tqdm.auto import tqdm
 
 from aaflow_core.dataplane.schemas import PATHS
 from aaflow_core.dataplane.views import embedding_matrix
+from aaflow_core.distributed import Comm
 from aaflow_core.errors import ConfigError, NoInputError
 from aaflow_core.operators.embed import shared_embedder
 from aaflow_core.operators.load import SkippedItem
 from aaflow_core.plan import Resources, Workflow, package_versions, specs
 from aaflow_core.plan.workflow import plan_fingerprint
 from aaflow_core.runtime import Executor, bind
+from aaflow_core.stores.faiss_store import IndexWriter
 
 PHASES = {"load": "load", "chunk": "chunk", "embed": "embed", "upsert": "upsert"}
 
@@ -57,16 +59,16 @@ class IngestConfig:
             raise ConfigError("window", self.window, f"must be >= batch_size ({self.batch_size})")
         self.workflow()  # the operator specs validate their own parameters
 
-    def workflow(self) -> Workflow:
-        wf = Workflow(Resources(threads=self.threads))
+    def workflow(self, ranks: int = 1) -> Workflow:
+        wf = Workflow(Resources(threads=self.threads, ranks=ranks))
         wf.add(specs.load(max_file_bytes=self.max_file_bytes))
         wf.add(specs.chunk(chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap))
         wf.add(specs.embed(model=self.model, window=self.window, encode_batch_size=self.batch_size))
         wf.add(specs.upsert(index_dir=self.index_dir))
         return wf
 
-    def resources(self) -> dict[str, Any]:
-        return {"threads": self.threads, "ranks": 1, "batch_size": self.batch_size, "window": self.window,
+    def resources(self, ranks: int = 1) -> dict[str, Any]:
+        return {"threads": self.threads, "ranks": ranks, "batch_size": self.batch_size, "window": self.window,
                 "files_per_batch": self.files_per_batch, "backend": self.backend}
 
 
@@ -77,24 +79,46 @@ class IngestResult:
     skipped: list[SkippedItem]
 
 
+ROW_DIGESTS = pa.schema([("doc_id", pa.string()), ("row", pa.binary(32)), ("chunk", pa.binary(32))])
+
+
 class OutputHasher:
-    """sha256 over (chunk_id, text, embedding bytes) of every stored row, in order."""
+    """One digest per stored row, in order; the output hashes are sha256 over those digests.
+
+    `row` covers (chunk_id, text, embedding bytes): equal on reruns with the same resources.
+    `chunk` covers (chunk_id, text) only: equal for any number of ranks, since embedding bits
+    depend on how rows were batched for the model. Per-row digests concatenated in global
+    document order give the same value whether one rank or N ranks produced the rows.
+    """
 
     def __init__(self) -> None:
-        self._h = hashlib.sha256()
-        self.rows = 0
-        self.documents: set[str] = set()
+        self.doc_ids: list[str] = []
+        self.rows: list[bytes] = []
+        self.chunks: list[bytes] = []
 
     def update(self, batch: pa.RecordBatch) -> None:
-        for cid, text in zip(batch.column("chunk_id").to_pylist(), batch.column("text").to_pylist()):
-            self._h.update(cid.encode() + b"\0" + text.encode() + b"\0")
-        if batch.num_rows:
-            self._h.update(memoryview(embedding_matrix(batch.column("embedding"))).cast("B"))
-        self.documents.update(batch.column("doc_id").to_pylist())
-        self.rows += batch.num_rows
+        if not batch.num_rows:
+            return
+        vectors = embedding_matrix(batch.column("embedding"))
+        for i, (cid, text) in enumerate(zip(batch.column("chunk_id").to_pylist(), batch.column("text").to_pylist())):
+            base = hashlib.sha256(cid.encode() + b"\0" + text.encode() + b"\0")
+            self.chunks.append(base.digest())
+            base.update(vectors[i])
+            self.rows.append(base.digest())
+        self.doc_ids.extend(batch.column("doc_id").to_pylist())
 
-    def hexdigest(self) -> str:
-        return self._h.hexdigest()
+    def table(self) -> pa.Table:
+        return pa.table([pa.array(self.doc_ids, pa.string()), pa.array(self.rows, pa.binary(32)),
+                         pa.array(self.chunks, pa.binary(32))], schema=ROW_DIGESTS)
+
+
+def summarize(digests: pa.Table) -> dict[str, Any]:
+    """Counts and output hashes of the rows of `digests`, taken in their (global) order."""
+    return {
+        "counts": {"documents": len(set(digests.column("doc_id").to_pylist())), "chunks": digests.num_rows},
+        "output_sha256": hashlib.sha256(b"".join(digests.column("row").to_pylist())).hexdigest(),
+        "chunks_sha256": hashlib.sha256(b"".join(digests.column("chunk").to_pylist())).hexdigest(),
+    }
 
 
 def path_batches(files: Sequence[tuple[str, str]], per_batch: int) -> Iterator[pa.RecordBatch]:
@@ -103,25 +127,29 @@ def path_batches(files: Sequence[tuple[str, str]], per_batch: int) -> Iterator[p
         yield pa.RecordBatch.from_pydict({"path": [p for p, _ in part], "source": [s for _, s in part]}, schema=PATHS)
 
 
-def ingest(config: IngestConfig, files: Sequence[tuple[str, str]] | None = None,
-           skipped: Sequence[SkippedItem] = ()) -> IngestResult:
-    """Run the ingest workflow; `files` (from `discover`) may be given to ingest a shard."""
-    from aaflow_core.pipelines.discover import discover
+@dataclass
+class LocalRun:
+    """What one process's run of the workflow produced; its writer is still unpublished."""
 
-    if files is None:
-        files, found_skipped = discover(config.paths, config.glob)
-        skipped = [*skipped, *found_skipped]
-    if not files:
-        reasons = "; ".join(f"{s.item}: {s.reason}" for s in skipped) or "no paths given"
-        raise NoInputError(f"nothing to ingest ({reasons})")
+    writer: IndexWriter
+    digests: pa.Table
+    skipped: list[SkippedItem]
+    phases_s: dict[str, float]
+    model_load_s: float
+    total_s: float
+
+
+def run_local(config: IngestConfig, files: Sequence[tuple[str, str]], *, ranks: int = 1,
+              upsert_dir: str | None = None, progress: bool | None = None) -> LocalRun:
+    """Stream `files` through load -> chunk -> embed -> upsert into an unpublished writer."""
     t_setup = time.perf_counter()
     shared_embedder(config.model, config.threads)
-    plan = config.workflow().compile()
-    stages = bind(plan, overrides={"upsert": {"overwrite": config.overwrite}})
+    plan = config.workflow(ranks).compile()
+    upsert = {"overwrite": config.overwrite, **({"index_dir": upsert_dir} if upsert_dir else {})}
+    stages = bind(plan, overrides={"upsert": upsert})
     model_load_s = time.perf_counter() - t_setup
-
     hasher = OutputHasher()
-    with tqdm(total=0, unit="chunk", desc="ingest", disable=None if config.progress is None else not config.progress) as bar:
+    with tqdm(total=0, unit="chunk", desc="ingest", disable=None if progress is None else not progress) as bar:
 
         def on_batch(stage: str, rows: int) -> None:
             if stage == "chunk":
@@ -137,28 +165,65 @@ def ingest(config: IngestConfig, files: Sequence[tuple[str, str]] | None = None,
             try:
                 for out in ex.run(path_batches(files, config.files_per_batch)):
                     hasher.update(out)
-                load_op = ex.operators["load"]
-                all_skipped = [*skipped, *load_op.skipped]  # type: ignore[attr-defined]
-                if hasher.rows == 0:
-                    raise NoInputError("nothing to ingest: " + "; ".join(f"{s.item}: {s.reason}" for s in all_skipped))
-                total_s = time.perf_counter() - t0
-                manifest = {
-                    "fingerprint": plan_fingerprint(plan),
-                    "plan": plan.to_json(),
-                    "resources": config.resources(),
-                    "model": Path(shared_embedder(config.model, config.threads).path).name,
-                    "dim": shared_embedder(config.model, config.threads).dim,
-                    "counts": {"documents": len(hasher.documents), "chunks": hasher.rows,
-                               "skipped": len(all_skipped)},
-                    "skipped": [asdict(s) for s in all_skipped],
-                    "output_sha256": hasher.hexdigest(),
-                    "phases_s": {phase: round(ex.stats[name].busy_s, 4) for phase, name in PHASES.items()},
-                    "model_load_s": round(model_load_s, 4),
-                    "total_s": round(total_s, 4),
-                    "versions": package_versions(),
-                }
-                index_dir = writer.publish(manifest)
             except BaseException:
                 writer.discard()
                 raise
+            skipped = list(ex.operators["load"].skipped)  # type: ignore[attr-defined]
+            phases = {phase: round(ex.stats[name].busy_s, 4) for phase, name in PHASES.items()}
+    return LocalRun(writer, hasher.table(), skipped, phases, round(model_load_s, 4), round(time.perf_counter() - t0, 4))
+
+
+def base_manifest(config: IngestConfig, ranks: int, digests: pa.Table, skipped: Sequence[SkippedItem]) -> dict[str, Any]:
+    plan = config.workflow(ranks).compile()
+    embedder = shared_embedder(config.model, config.threads)
+    manifest = {
+        "fingerprint": plan_fingerprint(plan),
+        "plan": plan.to_json(),
+        "resources": config.resources(ranks),
+        "model": Path(embedder.path).name,
+        "dim": embedder.dim,
+        "skipped": [asdict(s) for s in skipped],
+        "versions": package_versions(),
+        **summarize(digests),
+    }
+    manifest["counts"]["skipped"] = len(skipped)
+    return manifest
+
+
+def no_input(skipped: Sequence[SkippedItem]) -> NoInputError:
+    reasons = "; ".join(f"{s.item}: {s.reason}" for s in skipped) or "no paths given"
+    return NoInputError(f"nothing to ingest ({reasons})")
+
+
+def ingest(config: IngestConfig, files: Sequence[tuple[str, str]] | None = None,
+           skipped: Sequence[SkippedItem] = (), comm: Comm | None = None) -> IngestResult:
+    """Run the ingest workflow; `files` (from `discover`) may be given to ingest exactly those.
+
+    Under an MPI launcher (or with a `comm` of size N) each rank ingests its contiguous shard
+    of the files and the index gets one FAISS shard per rank (see `ingest_ranks`); the result
+    is returned on every rank.
+    """
+    from aaflow_core.pipelines.discover import discover
+
+    comm = comm if comm is not None else Comm.world()
+    if comm.size > 1:
+        from aaflow_core.pipelines.ingest_ranks import ingest_ranks
+
+        return ingest_ranks(config, comm, files, skipped)
+    if files is None:
+        files, found_skipped = discover(config.paths, config.glob)
+        skipped = [*skipped, *found_skipped]
+    if not files:
+        raise no_input(skipped)
+    run = run_local(config, files, progress=config.progress)
+    try:
+        all_skipped = [*skipped, *run.skipped]
+        if not run.digests.num_rows:
+            raise NoInputError("nothing to ingest: " + "; ".join(f"{s.item}: {s.reason}" for s in all_skipped))
+        manifest = {**base_manifest(config, 1, run.digests, all_skipped), "phases_s": run.phases_s,
+                    "model_load_s": run.model_load_s, "total_s": run.total_s}
+        index_dir = run.writer.publish(manifest)
+    except BaseException:
+        run.writer.discard()
+        raise
     return IngestResult(index_dir=index_dir, manifest=manifest, skipped=all_skipped)

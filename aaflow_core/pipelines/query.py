@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from aaflow_core.distributed import Comm, distributed_search
 from aaflow_core.plan import Resources, Workflow, specs
 from aaflow_core.runtime import Executor, bind
 from aaflow_core.stores.faiss_store import read_manifest
@@ -30,18 +31,35 @@ def index_model(index_dir: str | os.PathLike[str]) -> str | None:
     return json.loads(embed["params"]).get("model") if embed else None
 
 
-def query(index_dir: str | os.PathLike[str], questions: Sequence[str], k: int = 5, *,
-          threads: int = 1, batch_size: int = 32) -> list[list[Hit]]:
-    """Top-k hits for each question, in question order."""
-    model = index_model(index_dir)
+def embed_questions(index_dir: str | os.PathLike[str], questions: Sequence[str], *, threads: int = 1,
+                    batch_size: int = 32) -> pa.Table:
+    """(qid, embedding) rows for `questions`, embedded with the index's model in one window."""
     wf = Workflow(Resources(threads=threads))
-    wf.add(specs.embed(model=model, window=max(batch_size, len(questions) or 1), encode_batch_size=batch_size))
-    wf.add(specs.retrieve(index_dir=str(index_dir), k=k))
+    wf.add(specs.embed(model=index_model(index_dir), window=max(batch_size, len(questions) or 1),
+                       encode_batch_size=batch_size))
     source = pa.RecordBatch.from_pydict({"qid": pa.array(range(len(questions)), pa.int64()),
                                          "text": pa.array(list(questions), pa.string())})
-    hits: list[list[Hit]] = [[] for _ in questions]
     with Executor(bind(wf.compile()), backend="serial") as ex:
-        for out in ex.run([source]):
-            for row in out.to_pylist():
-                hits[row["qid"]].append(Hit(row["rank"] + 1, row["score"], row["source"], row["chunk_id"], row["text"]))
+        return pa.Table.from_batches(list(ex.run([source]))).select(["qid", "embedding"])
+
+
+def query(index_dir: str | os.PathLike[str], questions: Sequence[str], k: int = 5, *,
+          threads: int = 1, batch_size: int = 32, comm: Comm | None = None) -> list[list[Hit]]:
+    """Top-k hits for each question, in question order, on every rank.
+
+    Works on a 1-rank or an N-rank (sharded) index alike. Under MPI, rank 0 embeds the
+    questions and broadcasts them; each rank searches its share of the shards (see
+    `aaflow_core.distributed.distributed_search`). Ties go to the earlier row.
+    """
+    comm = comm if comm is not None else Comm.world()
+    queries, error = None, None
+    if comm.is_root:
+        try:
+            queries = embed_questions(index_dir, questions, threads=threads, batch_size=batch_size)
+        except Exception as exc:  # the other ranks wait for these queries: fail them too
+            error = exc
+    comm.agree(error)
+    hits: list[list[Hit]] = [[] for _ in questions]
+    for row in distributed_search(comm, index_dir, queries, k).to_pylist():
+        hits[row["qid"]].append(Hit(row["rank"] + 1, row["score"], row["source"], row["chunk_id"], row["text"]))
     return hits

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ INDEX_FILE = "index.faiss"
 ROWS_FILE = "chunks.parquet"
 MANIFEST_FILE = "manifest.json"
 FORMAT = "aaflow-index/1"
+SHARD_DIR = "shard-{:05d}"
 
 
 def _faiss() -> Any:
@@ -61,14 +63,60 @@ def check_target(path: Path, overwrite: bool) -> None:
         raise IndexDirError(f"{path}: an aaflow index already exists; pass --overwrite to replace it")
 
 
+def new_staging(target: Path) -> Path:
+    """A fresh hidden directory beside `target`, on the same file system so a rename publishes it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+
+
+def publish_staging(staging: Path, target: Path, manifest: dict[str, Any]) -> Path:
+    """Write the manifest last, then swap `staging` into `target` by renames (the old index goes last)."""
+    body = {"format": FORMAT, **manifest}
+    (staging / MANIFEST_FILE).write_text(json.dumps(body, indent=2, sort_keys=True))
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        target.rename(old)
+    staging.rename(target)
+    if old is not None:
+        shutil.rmtree(old)
+    return target
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One FAISS index + sidecar of an index; its rows are global rows offset..offset+rows-1."""
+
+    path: Path
+    offset: int
+    rows: int
+
+
+def index_shards(path: str | os.PathLike[str]) -> list[Shard]:
+    """The shards of a published index in global row order: itself, or those its manifest lists.
+
+    An index written by N ranks keeps one sub-index per rank (`shard-00000`, ...) and lists
+    them, with their row counts, under `shards` in its manifest.
+    """
+    root = Path(path)
+    manifest = read_manifest(root)
+    listed = manifest.get("shards")
+    if not listed:
+        return [Shard(root, 0, int(manifest["counts"]["chunks"]))]
+    shards, offset = [], 0
+    for entry in listed:
+        shards.append(Shard(root / entry["dir"], offset, int(entry["rows"])))
+        offset += int(entry["rows"])
+    return shards
+
+
 class IndexWriter:
     """Streams rows and vectors into a staging directory; `publish` makes them the index."""
 
     def __init__(self, target: str | os.PathLike[str], *, overwrite: bool = False) -> None:
         self.target = Path(target)
         check_target(self.target, overwrite)
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.staging = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.staging-", dir=self.target.parent))
+        self.staging = new_staging(self.target)
         self._index: Any = None
         self._rows: pq.ParquetWriter | None = None
         self.count = 0
@@ -95,16 +143,7 @@ class IndexWriter:
 
     def publish(self, manifest: dict[str, Any]) -> Path:
         """Write the manifest and atomically swap the staging directory into place."""
-        body = {"format": FORMAT, **manifest}
-        (self.staging / MANIFEST_FILE).write_text(json.dumps(body, indent=2, sort_keys=True))
-        old = None
-        if self.target.exists():
-            old = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
-            self.target.rename(old)
-        self.staging.rename(self.target)
-        if old is not None:
-            shutil.rmtree(old)
-        return self.target
+        return publish_staging(self.staging, self.target, manifest)
 
     def discard(self) -> None:
         if self._rows is not None:
@@ -114,13 +153,20 @@ class IndexWriter:
 
 
 class IndexReader:
-    """Opens a published index: vectors in FAISS, rows memory-mapped from Parquet."""
+    """Opens a published index: vectors in FAISS, rows memory-mapped from Parquet.
+
+    A sharded index (written by N ranks) opens as one: its shards' vectors are merged into one
+    FAISS index and their rows concatenated, in global row order.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.manifest = read_manifest(self.path)
-        self.rows = pq.read_table(self.path / ROWS_FILE, memory_map=True)
-        self.index = _faiss().read_index(str(self.path / INDEX_FILE))
+        shards = index_shards(self.path)
+        self.rows = pa.concat_tables([pq.read_table(s.path / ROWS_FILE, memory_map=True) for s in shards])
+        self.index = _faiss().read_index(str(shards[0].path / INDEX_FILE))
+        for shard in shards[1:]:
+            self.index.merge_from(_faiss().read_index(str(shard.path / INDEX_FILE)))
 
     def __len__(self) -> int:
         return self.rows.num_rows

@@ -1,0 +1,136 @@
+"""Ingest on N MPI ranks: contiguous shards of the files, one FAISS shard per rank, one manifest.
+
+Rank 0 discovers the files and stages a hidden directory beside the target; every rank
+ingests its contiguous slice of the files (document order, balanced by bytes) into `staging/shard-<rank>`; a
+collective check makes any rank's failure end every rank with an error naming it (rank 0
+then deletes the staging directory, so a good index is never replaced by half of one);
+rank 0 writes the manifest and renames the staging directory into place.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+
+from aaflow_core.dataplane.schemas import PATHS
+from aaflow_core.distributed import Comm
+from aaflow_core.errors import NoInputError
+from aaflow_core.operators.load import SkippedItem
+from aaflow_core.pipelines.ingest import ROW_DIGESTS, IngestConfig, IngestResult, base_manifest, no_input, run_local
+from aaflow_core.stores.faiss_store import SHARD_DIR, check_target, new_staging, publish_staging
+
+SKIPPED = pa.schema([("item", pa.string()), ("reason", pa.string())])
+RANK_STATS = pa.schema([("rank", pa.int32()), ("chunks", pa.int64()), ("stats", pa.string())])
+
+
+def file_bytes(path: str) -> int:
+    """The size that balances the shards; a file that cannot be read still counts one byte."""
+    try:
+        return max(1, os.stat(path).st_size)
+    except OSError:
+        return 1
+
+
+def plan_files(config: IngestConfig, comm: Comm, files: Sequence[tuple[str, str]] | None,
+               skipped: list[SkippedItem]) -> tuple[pa.Table, Path]:
+    """Rank 0 finds the files, checks the target and stages; every rank gets both (Arrow bcast)."""
+    from aaflow_core.pipelines.discover import discover
+
+    table, error = None, None
+    if comm.is_root:
+        try:
+            if files is None:
+                files, found = discover(config.paths, config.glob)
+                skipped.extend(found)
+            if not files:
+                raise no_input(skipped)
+            target = Path(config.index_dir)
+            check_target(target, config.overwrite)
+            staging = new_staging(target)
+            table = pa.Table.from_pydict({"path": [p for p, _ in files], "source": [s for _, s in files],
+                                          "bytes": [file_bytes(p) for p, _ in files]},
+                                         schema=PATHS.append(pa.field("bytes", pa.int64())))
+            table = table.replace_schema_metadata({"staging": str(staging)})
+        except Exception as exc:
+            error = exc
+    comm.agree(error)
+    table = comm.bcast_table(table)
+    return table, Path(table.schema.metadata[b"staging"].decode())
+
+
+def ingest_ranks(config: IngestConfig, comm: Comm, files: Sequence[tuple[str, str]] | None = None,
+                 skipped: Sequence[SkippedItem] = ()) -> IngestResult:
+    """Run on every rank of `comm`; returns the same result (manifest) on every rank."""
+    root_skipped = list(skipped)
+    table, staging = plan_files(config, comm, files, root_skipped)
+    try:
+        manifest = build_shards(config, comm, table, staging, root_skipped)
+    except BaseException:
+        if comm.is_root:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    manifest = json.loads(comm.bcast_table(pa.table({"m": [json.dumps(manifest)]}) if comm.is_root else None)["m"][0].as_py())
+    all_skipped = [SkippedItem(**s) for s in manifest["skipped"]]
+    return IngestResult(index_dir=Path(config.index_dir), manifest=manifest, skipped=all_skipped)
+
+
+def build_shards(config: IngestConfig, comm: Comm, table: pa.Table, staging: Path,
+                 root_skipped: list[SkippedItem]) -> dict | None:
+    """Each rank writes its shard; rank 0 combines what they report and publishes the index."""
+    part = comm.shard_weighted(table.column("bytes").to_numpy())
+    mine = table.slice(part.start, len(part))
+    my_files = list(zip(mine.column("path").to_pylist(), mine.column("source").to_pylist()))
+    shard_dir = staging / SHARD_DIR.format(comm.rank)
+    digests, skipped, stats, error = ROW_DIGESTS.empty_table(), [], {}, None
+    try:
+        if my_files:
+            run = run_local(config, my_files, ranks=comm.size, upsert_dir=str(shard_dir),
+                            progress=False if not comm.is_root else config.progress)
+            digests, skipped = run.digests, run.skipped
+            stats = {"phases_s": run.phases_s, "model_load_s": run.model_load_s, "total_s": run.total_s}
+            if digests.num_rows:
+                run.writer.publish({**base_manifest(config, comm.size, digests, skipped), **stats})
+            else:
+                run.writer.discard()
+    except Exception as exc:  # every rank must reach the check below
+        error = exc
+    comm.agree(error)
+    all_digests = comm.gather_table(digests)
+    all_skipped = comm.gather_table(pa.Table.from_pylist([vars(s) for s in skipped], schema=SKIPPED))
+    mine_stats = {**stats, "bytes_sent": comm.stats.bytes_sent}
+    per_rank = comm.gather_table(pa.table({"rank": pa.array([comm.rank], pa.int32()),
+                                           "chunks": pa.array([digests.num_rows], pa.int64()),
+                                           "stats": [json.dumps(mine_stats)]}, schema=RANK_STATS))
+    manifest, error = None, None
+    if comm.is_root:
+        try:
+            manifest = publish(config, comm, staging, all_digests, per_rank,
+                               [*root_skipped, *(SkippedItem(**r) for r in all_skipped.to_pylist())])
+        except Exception as exc:
+            error = exc
+    comm.agree(error)
+    return manifest
+
+
+def publish(config: IngestConfig, comm: Comm, staging: Path, digests: pa.Table, per_rank: pa.Table,
+            skipped: list[SkippedItem]) -> dict:
+    """Rank 0: the manifest over all rows in global document order, then the atomic rename."""
+    if not digests.num_rows:
+        raise NoInputError("nothing to ingest: " + "; ".join(f"{s.item}: {s.reason}" for s in skipped))
+    ranks = [{"rank": r, "chunks": c, **json.loads(s)} for r, c, s in zip(*per_rank.to_pydict().values())]
+    with_rows = [r for r in ranks if r["chunks"]]
+    manifest = {
+        **base_manifest(config, comm.size, digests, skipped),
+        "shards": [{"dir": SHARD_DIR.format(r["rank"]), "rows": r["chunks"]} for r in with_rows],
+        "phases_s": {p: max(r["phases_s"][p] for r in with_rows) for p in with_rows[0]["phases_s"]},
+        "model_load_s": max(r["model_load_s"] for r in with_rows),
+        "total_s": max(r["total_s"] for r in with_rows),
+        "per_rank": ranks,
+        "bytes_between_ranks": sum(r["bytes_sent"] for r in ranks),
+    }
+    publish_staging(staging, Path(config.index_dir), manifest)
+    return manifest
