@@ -53,7 +53,15 @@ class Config:
 def corpus(folder: Path, mb: float) -> dict[str, Any]:
     from aaflow_core.pipelines.corpus import write_stdlib_corpus
 
-    files = write_stdlib_corpus(folder, int(mb * 2**20))
+    budget = int(mb * 2**20)
+    files = write_stdlib_corpus(folder, budget)
+    for f in files:  # a tiny corpus is cut to size (whole pydoc pages are 30-200 KB each)
+        text = f.read_text(encoding="utf-8")
+        f.write_text(text[: max(0, budget)], encoding="utf-8")
+        budget -= len(text)
+    files = [f for f in files if f.stat().st_size]
+    for f in set(folder.glob("*.txt")) - set(files):
+        f.unlink()
     return {"path": str(folder), "files": len(files), "bytes": sum(f.stat().st_size for f in files),
             "source": "Python stdlib pydoc pages (aaflow corpus)"}
 
