@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from aaflow_core.errors import ConfigError
+from aaflow_core.models.modes import check_mode
 from aaflow_core.plan.spec import OpSpec
 
 TEXT_SUFFIXES = (".txt", ".md", ".rst", ".py", ".html")
@@ -23,15 +24,21 @@ def chunk(*, chunk_size: int = 1000, chunk_overlap: int = 100, name: str = "chun
 
 def embed(
     *, model: str | None = None, window: int = 256, encode_batch_size: int = 32, name: str = "embed",
-    precision: str = "fp32",
+    precision: str = "fp32", backend: str = "torch",
 ) -> OpSpec:
-    """`window` rows are length-sorted together and encoded `encode_batch_size` at a time."""
+    """`window` rows are length-sorted together and encoded `encode_batch_size` at a time.
+
+    `precision` (fp32|bf16|int8) and `backend` (torch|onnx) are part of the plan, so they enter
+    its fingerprint; the mode that actually ran (after any bf16 fallback) is in the manifest.
+    """
+    check_mode(precision, backend)
     if encode_batch_size < 1:
         raise ConfigError("batch_size", encode_batch_size, "must be >= 1")
     if window < encode_batch_size:
         raise ConfigError("window", window, f"must be >= batch size ({encode_batch_size})")
     return OpSpec.make(
-        "embed", name, batch_size=window, model=model, encode_batch_size=encode_batch_size, precision=precision
+        "embed", name, batch_size=window, model=model, encode_batch_size=encode_batch_size, precision=precision,
+        backend=backend,
     )
 
 

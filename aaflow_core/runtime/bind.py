@@ -23,8 +23,7 @@ def bind_one(spec: OpSpec, plan: Plan, functions: dict[str, Callable[..., Any]],
             raise PlanError(f"map operator {spec.name!r} names function {key!r}, which was not registered")
         args["fn"] = functions[key]
     if spec.kind == "embed":
-        args["threads"] = plan.resources.threads
-        args.pop("precision", None)
+        args["threads"] = plan.resources.threads  # intra-op threads of this rank (see plan.placement)
     args.update(overrides.get(spec.name, {}))
     try:
         cls = OPERATORS[spec.kind]
