@@ -46,7 +46,8 @@ def _why_remote(case: dict[str, Any]) -> list[str]:
             "adds up; aaflow keeps several requests in flight (the server saw at most "
             f"{srv['stats']['max_in_flight']} at once) while the server's model stays the floor for every side. "
             "The LangChain adapter's `index_documents` calls `embed_documents` per window, so its gain comes from "
-            "overlap only; LlamaIndex `arun` already overlaps requests, so aaflow's margin over it is smaller."]
+            "overlap only."] + (["- LlamaIndex `arun` already overlaps requests (asyncio), so aaflow's margin over it "
+                                 "is smaller than over `run`."] if "llamaindex stock arun" in case["sides"] else [])
 
 
 def _why_rag(case: dict[str, Any]) -> list[str]:
@@ -61,7 +62,7 @@ def _why_rag(case: dict[str, Any]) -> list[str]:
                    f"queue behind each other; with `max_concurrency={case['in_flight_limit']}` stock LangChain "
                    "opens that many threads and gets most of the way. `batch` hands back every answer at once, so "
                    "the latency columns come from `batch_as_completed` on each side (stock: a thread pool of "
-                   "`invoke` calls; aaflow: micro-batches streamed through the steps) "
+                   "`invoke` calls; aaflow: micro-batches streamed through the steps). "
                    f"Client CPU seconds in `batch`: {', '.join(f'{n} {fmt(cpu[n])}' for n in names)}.")
     if "local_llm" in case and "sides" in case["local_llm"]:
         out.append("- With the real local model the server's decoding is the bottleneck: the client only decides "
@@ -82,7 +83,7 @@ def closing_note(report: dict[str, Any], speedups: list[tuple[str, str, float]])
     cases = report["cases"]
     rows = [f"| {case} | {label} | {v:.2f}x | {'yes' if v > 1.05 else 'no (within 5%)' if v >= 0.95 else 'no, slower'} |"
             for case, label, v in speedups]
-    why = [*_why_ingest(cases.get("ingest", {})) if "ingest" in cases else [],
+    why = [*(_why_ingest(cases["ingest"]) if "ingest" in cases else []),
            *(_why_remote(cases["remote"]) if "remote" in cases else []),
            *(_why_rag(cases["rag"]) if "rag" in cases else []),
            *(_why_scaling(cases["scaling"]) if "scaling" in cases else [])]
