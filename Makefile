@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test lint clean bench bench-scaling
+.PHONY: install run test lint clean bench bench-quick bench-ingest bench-scaling
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -36,7 +36,15 @@ lint: install
 test: install lint
 	$(BIN)/python -m pytest -q tests
 
+# The side-by-side suite (stock LangChain/LlamaIndex vs aaflow): JSON, PNG plots, docs/benchmarks.md.
 bench: install
+	$(BIN)/python -m benchmarks run
+
+bench-quick: install
+	$(BIN)/python -m benchmarks run --quick
+
+bench-ingest: install
+	$(BIN)/aaflow corpus $(DEMO)/corpus --size-mb 1
 	$(BIN)/python benchmarks/ingest.py $(DEMO)/corpus
 
 bench-scaling: install

@@ -7,10 +7,13 @@
    OpenAI-compatible server (EchoChat, fixed latency) in a subprocess on loopback; answers compared.
 
     python benchmarks/langchain_bench.py [--quick] [--out benchmarks/results/langchain.json]
+
+The `*_side` functions are the suite's sides for the same measurements (`python -m benchmarks`).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -18,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +45,7 @@ with ServerThread(create_app(chat=EchoChat(), latency_s=float(sys.argv[1]))) as 
     print(s.base_url, flush=True)
     sys.stdin.read()
 """
+Result = dict[str, Any]
 
 
 class TimedEmbeddings(Embeddings):
@@ -73,45 +78,110 @@ def load(folder: Path) -> list[Document]:
             for p in sorted(folder.glob("*.txt"))]
 
 
-def bench_ingest(folder: Path, hf: Any, splitter: Any) -> tuple[dict[str, Any], Any]:
+def local_parts() -> tuple[Any, Any]:
+    """The user's HuggingFaceEmbeddings (bundled model, warmed) and splitter."""
+    from langchain_huggingface import HuggingFaceEmbeddings
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    from aaflow_core.models.embedding import bundled_model_path
+
+    hf = HuggingFaceEmbeddings(model_name=str(bundled_model_path()))
+    hf.embed_documents(["warm up"] * 8)
+    return hf, RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=100)
+
+
+def remote_embeddings(base_url: str, chunk_size: int) -> Embeddings:
+    """OpenAIEmbeddings against the loopback server; `chunk_size` = inputs per request (server limit)."""
+    from langchain_openai import OpenAIEmbeddings
+
+    return OpenAIEmbeddings(base_url=base_url, api_key="not-needed", model="minilm", chunk_size=chunk_size,
+                            check_embedding_ctx_length=False, max_retries=0)
+
+
+def store_digest(store: Any) -> dict[str, Any]:
+    """Texts in index order (hash), the vectors, and a hash over ids+texts+vectors (what a user persists)."""
+    ids = [store.index_to_docstore_id[i] for i in range(store.index.ntotal)]
+    texts = [store.docstore.search(i).page_content for i in ids]
+    vectors = store.index.reconstruct_n(0, store.index.ntotal)
+    h, full = hashlib.sha256(), hashlib.sha256()
+    for i, t in zip(ids, texts):
+        h.update(t.encode() + b"\0")
+        full.update(i.encode() + b"\0" + t.encode() + b"\0")
+    full.update(vectors.tobytes())
+    content = hashlib.sha256(h.digest() + vectors.tobytes()).hexdigest()
+    return {"texts_sha256": h.hexdigest(), "content_sha256": content, "output_sha256": full.hexdigest(),
+            "rows": len(ids), "vectors": vectors}
+
+
+def stock_ingest(folder: Path, embeddings: Embeddings, splitter: Any) -> tuple[Result, Any]:
+    """The stock user's code, phase by phase: load, split, add_documents (embed + upsert)."""
     t0 = time.perf_counter()
     docs = load(folder)
     t_load = time.perf_counter() - t0
-    timed = TimedEmbeddings(hf)
-    stock = empty_faiss(timed)
+    timed = TimedEmbeddings(embeddings)
+    store = empty_faiss(timed)
     t0 = time.perf_counter()
     chunks = splitter.split_documents(docs)
     t_chunk = time.perf_counter() - t0
     t0 = time.perf_counter()
-    stock.add_documents(chunks)
+    store.add_documents(chunks)
     t_add = time.perf_counter() - t0
-    stock_total = t_load + t_chunk + t_add
+    phases = {"load": t_load, "chunk": t_chunk, "embed": timed.seconds, "upsert": t_add - timed.seconds}
+    return {"wall_s": t_load + t_chunk + t_add, "phases_s": phases, "overlapped": False,
+            "documents": len(docs), "corpus_bytes": sum(len(d.page_content) for d in docs)}, store
 
-    fast = empty_faiss(hf)
+
+def aaflow_ingest(folder: Path, embeddings: Embeddings, splitter: Any) -> tuple[Result, Any]:
+    """The same, with the one-line swap to `index_documents` (split/embed/upsert overlapped)."""
     stages: dict[str, Any] = {}
+    store = empty_faiss(embeddings)
     t0 = time.perf_counter()
     docs = load(folder)
-    t_load2 = time.perf_counter() - t0
+    t_load = time.perf_counter() - t0
     t0 = time.perf_counter()
-    index_documents(docs, splitter, hf, fast, timings=stages)
+    index_documents(docs, splitter, embeddings, store, timings=stages)
     t_index = time.perf_counter() - t0
-    fast_total = t_load2 + t_index
+    busy = {name: s.busy_s for name, s in stages.items() if not name.endswith(".rebatch")}
+    phases = {"load": t_load, "chunk": busy.get("split", 0.0), "embed": busy.get("embed", 0.0),
+              "upsert": busy.get("upsert", 0.0)}
+    return {"wall_s": t_load + t_index, "phases_s": phases, "overlapped": True, "documents": len(docs)}, store
 
-    a = stock.index.reconstruct_n(0, stock.index.ntotal)
-    b = fast.index.reconstruct_n(0, fast.index.ntotal)
-    same_rows = all(
-        stock.docstore.search(stock.index_to_docstore_id[i]).page_content
-        == fast.docstore.search(fast.index_to_docstore_id[i]).page_content for i in range(len(chunks))
-    )
-    busy = {name: round(s.busy_s, 3) for name, s in stages.items() if not name.endswith(".rebatch")}
+
+def ingest_side(corpus: str, aaflow: bool, base_url: str | None = None, chunk_size: int = 64,
+                keep_vectors: bool = True) -> Callable[[], Result]:
+    """Suite side: stock or aaflow ingestion, local model (default) or the remote endpoint."""
+    if base_url is None:
+        hf, splitter = local_parts()
+    else:
+        from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+        hf = remote_embeddings(base_url, chunk_size)
+        hf.embed_documents(["warm up"])
+        splitter = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=100)
+    first = [keep_vectors]
+
+    def run() -> Result:
+        out, store = (aaflow_ingest if aaflow else stock_ingest)(Path(corpus), hf, splitter)
+        out.update(store_digest(store))
+        if not first[0]:
+            del out["vectors"]
+        first[0] = False
+        return out
+
+    return run
+
+
+def bench_ingest(folder: Path, hf: Any, splitter: Any) -> tuple[Result, Any]:
+    stock_out, stock = stock_ingest(folder, hf, splitter)
+    fast_out, fast = aaflow_ingest(folder, hf, splitter)
+    a, b = store_digest(stock), store_digest(fast)
     return {
-        "documents": len(docs), "chunks": len(chunks), "corpus_bytes": sum(len(d.page_content) for d in docs),
-        "stock_s": {"load": t_load, "chunk": t_chunk, "embed": timed.seconds, "upsert": t_add - timed.seconds,
-                    "total": stock_total},
-        "aaflow_s": {"load": t_load2, "chunk+embed+upsert (overlapped wall)": t_index,
-                     "stage_busy": busy, "total": fast_total},
-        "speedup": stock_total / fast_total,
-        "same_rows": same_rows, "max_abs_vector_diff": float(np.abs(a - b).max()) if len(a) else 0.0,
+        "documents": stock_out["documents"], "chunks": a["rows"], "corpus_bytes": stock_out["corpus_bytes"],
+        "stock_s": {**stock_out["phases_s"], "total": stock_out["wall_s"]},
+        "aaflow_s": {"stage_busy": fast_out["phases_s"], "total": fast_out["wall_s"]},
+        "speedup": stock_out["wall_s"] / fast_out["wall_s"],
+        "same_rows": a["texts_sha256"] == b["texts_sha256"],
+        "max_abs_vector_diff": float(np.abs(a["vectors"] - b["vectors"]).max()) if a["rows"] else 0.0,
     }, fast
 
 
@@ -126,7 +196,7 @@ def questions(store: Any, n: int) -> list[str]:
     return out
 
 
-def rag_chain(store: Any, base_url: str) -> Any:
+def rag_chain(store: Any, base_url: str, max_tokens: int | None = None) -> Any:
     from langchain_core.output_parsers import StrOutputParser
     from langchain_core.prompts import ChatPromptTemplate
     from langchain_core.runnables import RunnableLambda, RunnablePassthrough
@@ -138,10 +208,39 @@ def rag_chain(store: Any, base_url: str) -> Any:
     prompt = ChatPromptTemplate.from_messages(
         [("system", "Answer from the context.\n\n{context}"), ("human", "{question}")]
     )
-    model = ChatOpenAI(base_url=base_url, api_key="not-needed", model="echo", max_retries=0, temperature=0)
+    model = ChatOpenAI(base_url=base_url, api_key="not-needed", model="echo", max_retries=0, temperature=0,
+                       max_tokens=max_tokens, timeout=600)
     retriever = store.as_retriever(search_kwargs={"k": 4})
     return ({"context": retriever | RunnableLambda(format_docs), "question": RunnablePassthrough()}
             | prompt | model | StrOutputParser())
+
+
+def rag_side(corpus: str, base_url: str, mode: str, n: int, in_flight: int = 128,
+             max_tokens: int | None = None) -> Callable[[], Result]:
+    """Suite side: `mode` is stock_default | stock_tuned | aaflow; store built (untimed) from `corpus`."""
+    hf, splitter = local_parts()
+    _, store = aaflow_ingest(Path(corpus), hf, splitter)
+    chain = rag_chain(store, base_url, max_tokens)
+    runner = AAFlowRunnable(chain, max_concurrency=in_flight) if mode == "aaflow" else chain
+    config: dict[str, Any] = {"max_concurrency": in_flight} if mode == "stock_tuned" else {}
+    qs = questions(store, n)
+    runner.batch(qs[:4], dict(config))  # warm the client and code paths
+
+    def run() -> Result:
+        """Throughput from `batch`; per-question latency from `batch_as_completed` (batch returns all at once)."""
+        t0, c0 = time.perf_counter(), time.process_time()
+        answers = runner.batch(qs, dict(config))
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        t1, lat, same = time.perf_counter(), [], True
+        for i, answer in runner.batch_as_completed(qs, dict(config)):
+            lat.append(time.perf_counter() - t1)
+            same = same and answer == answers[i]
+        return {"wall_s": wall, "cpu_s": cpu, "questions": n, "questions_per_s": n / wall,
+                "as_completed_wall_s": time.perf_counter() - t1, "as_completed_same_answers": same,
+                "latency_p50_s": float(np.percentile(lat, 50)), "latency_p95_s": float(np.percentile(lat, 95)),
+                "answers_sha256": hashlib.sha256("\0".join(answers).encode()).hexdigest()}
+
+    return run
 
 
 def timed(fn: Any, repeats: int) -> tuple[list[float], list[float], Any]:
@@ -155,7 +254,7 @@ def timed(fn: Any, repeats: int) -> tuple[list[float], list[float], Any]:
     return walls, cpus, out
 
 
-def bench_rag(store: Any, n: int, latency: float, in_flight: int, repeats: int) -> dict[str, Any]:
+def bench_rag(store: Any, n: int, latency: float, in_flight: int, repeats: int) -> Result:
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(latency)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True, env={**os.environ})
     try:
@@ -195,14 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     n = args.questions or (40 if args.quick else 200)
     repeats = args.repeats or (1 if args.quick else 3)
 
-    from langchain_huggingface import HuggingFaceEmbeddings
-    from langchain_text_splitters import RecursiveCharacterTextSplitter
-
-    from aaflow_core.models.embedding import bundled_model_path
     from aaflow_core.pipelines.corpus import write_stdlib_corpus
 
-    hf = HuggingFaceEmbeddings(model_name=str(bundled_model_path()))
-    splitter = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=100)
+    hf, splitter = local_parts()
     with tempfile.TemporaryDirectory() as tmp:
         write_stdlib_corpus(tmp, int(mb * 2**20))
         ingest, store = bench_ingest(Path(tmp), hf, splitter)

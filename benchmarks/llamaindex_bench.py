@@ -9,10 +9,14 @@ embeddings server on 127.0.0.1 with a fixed per-request latency: stock `run`/`ar
 `run`/`arun`. Every configuration runs in its own child process (fresh interpreter, model
 loaded and warmed before the clock starts), so peak RSS is per configuration; the children
 run one after another, alternating stock and aaflow, and each is repeated `--repeats` times.
+
+`ingest_side` is the suite's side for the same measurements (`python -m benchmarks`), with a
+deterministic `id_func` and stock's per-node hashes for the determinism case.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -23,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,28 +51,126 @@ def documents(corpus: Path) -> list[Any]:
             for p in sorted(corpus.glob("*.txt"))]
 
 
-def pipeline(kind: str, config: str, base_url: str | None) -> Any:
-    """The pipeline a user would write; only the class differs between stock and aaflow."""
-    import faiss
-    from llama_index.core.ingestion import IngestionPipeline
+def stable_id(i: int, doc: Any) -> str:
+    """A deterministic node id (a module-level function, so `num_workers` pools can pickle it)."""
+    return hashlib.sha256(f"{doc.id_}:{i}".encode()).hexdigest()[:32]
+
+
+def steps(kind: str, base_url: str | None, id_func: bool = False) -> list[Any]:
+    """The user's transformations: a splitter and an embedding model (local, or the remote endpoint)."""
     from llama_index.core.node_parser import SentenceSplitter
-    from llama_index.vector_stores.faiss import FaissVectorStore
 
-    from aaflow_adapters.llamaindex import AAFlowIngestionPipeline
-
-    cls = AAFlowIngestionPipeline if config.startswith("aaflow") else IngestionPipeline
+    ids = {"id_func": stable_id} if id_func else {}
     if kind == "local":
         from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
         from aaflow_core.models.embedding import bundled_model_path
 
-        steps = [SentenceSplitter(), HuggingFaceEmbedding(model_name=str(bundled_model_path()))]
-    else:
-        from llama_index.embeddings.openai import OpenAIEmbedding
+        return [SentenceSplitter(**ids), HuggingFaceEmbedding(model_name=str(bundled_model_path()))]
+    from llama_index.embeddings.openai import OpenAIEmbedding
 
-        steps = [SentenceSplitter(chunk_size=256, chunk_overlap=20),
-                 OpenAIEmbedding(api_base=base_url, api_key="sk-local", embed_batch_size=10)]
-    return cls(transformations=steps, vector_store=FaissVectorStore(faiss_index=faiss.IndexFlatL2(384)))
+    return [SentenceSplitter(chunk_size=256, chunk_overlap=20, **ids),
+            OpenAIEmbedding(api_base=base_url, api_key="sk-local", embed_batch_size=10)]
+
+
+def pipeline(kind: str, config: str, base_url: str | None, transformations: list[Any] | None = None) -> Any:
+    """The pipeline a user would write; only the class differs between stock and aaflow."""
+    import faiss
+    from llama_index.core.ingestion import IngestionPipeline
+    from llama_index.vector_stores.faiss import FaissVectorStore
+
+    from aaflow_adapters.llamaindex import AAFlowIngestionPipeline
+
+    cls = AAFlowIngestionPipeline if config.startswith("aaflow") else IngestionPipeline
+    return cls(transformations=transformations or steps(kind, base_url),
+               vector_store=FaissVectorStore(faiss_index=faiss.IndexFlatL2(384)))
+
+
+class EmbedClock:
+    """Seconds during which at least one embedding call was in progress (LlamaIndex's own events)."""
+
+    def __init__(self) -> None:
+        from llama_index.core.instrumentation import get_dispatcher
+        from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+        from llama_index.core.instrumentation.events.embedding import EmbeddingEndEvent, EmbeddingStartEvent
+
+        clock = self
+        self.seconds, self._open, self._since = 0.0, 0, 0.0
+
+        class Handler(BaseEventHandler):
+            def handle(self, event: Any, **kwargs: Any) -> None:
+                now = time.perf_counter()
+                if isinstance(event, EmbeddingStartEvent):
+                    if clock._open == 0:
+                        clock._since = now
+                    clock._open += 1
+                elif isinstance(event, EmbeddingEndEvent):
+                    clock._open -= 1
+                    if clock._open == 0:
+                        clock.seconds += now - clock._since
+
+        get_dispatcher().add_event_handler(Handler())
+
+
+def digest(nodes: list[Any]) -> dict[str, Any]:
+    """Hashes of the run's output: with node ids (what a store keeps) and of the contents only."""
+    import numpy as np
+
+    vectors = np.asarray([n.embedding for n in nodes], dtype=np.float32)
+    texts, full = hashlib.sha256(), hashlib.sha256()
+    for n in nodes:
+        texts.update(n.get_content().encode() + b"\0")
+        full.update(n.node_id.encode() + b"\0" + n.get_content().encode() + b"\0")
+    full.update(vectors.tobytes())
+    return {"texts_sha256": texts.hexdigest(), "output_sha256": full.hexdigest(),
+            "content_sha256": hashlib.sha256(texts.digest() + vectors.tobytes()).hexdigest(), "vectors": vectors}
+
+
+def stage_phases(busy: dict[str, float]) -> dict[str, float]:
+    """aaflow's per-stage busy seconds grouped as the suite's phases (stage names carry the component)."""
+    out = {"chunk": 0.0, "embed": 0.0, "other": 0.0}
+    for name, seconds in busy.items():
+        key = "embed" if "Embedding" in name else "chunk" if ("Splitter" in name or "Parser" in name) else "other"
+        out[key] += seconds
+    return out
+
+
+def ingest_side(corpus: str, config: str, kind: str = "local", base_url: str | None = None,
+                id_func: bool = False, keep_vectors: bool = True) -> Callable[[], dict[str, Any]]:
+    """Suite side: one `config` (see LOCAL/REMOTE), a fresh pipeline (and cache) per run, model shared."""
+    import asyncio
+
+    transformations = steps(kind, base_url, id_func)
+    warm(pipeline(kind, config, base_url, transformations))
+    clock = EmbedClock()
+    first = [keep_vectors]
+
+    def run() -> dict[str, Any]:
+        t0 = time.perf_counter()
+        docs = documents(Path(corpus))
+        t_load = time.perf_counter() - t0
+        pipe = pipeline(kind, config, base_url, transformations)
+        clock.seconds = 0.0
+        t1 = time.perf_counter()
+        if config.endswith("arun"):
+            nodes = asyncio.run(pipe.arun(documents=docs))
+        else:
+            nodes = pipe.run(documents=docs, num_workers=2 if config.endswith("workers2") else None)
+        wall = time.perf_counter() - t0
+        stats = getattr(pipe, "last_run", None)
+        if stats is not None:
+            phases = {"load": t_load, **stage_phases(stats.stage_busy_s), "upsert": stats.vector_store_s}
+        else:
+            rest = time.perf_counter() - t1 - clock.seconds
+            phases = {"load": t_load, "embed": clock.seconds, "split+upsert+other": rest}
+        out = {"wall_s": wall, "phases_s": phases, "overlapped": stats is not None, "rows": len(nodes),
+               **digest(nodes)}
+        if not first[0]:
+            del out["vectors"]
+        first[0] = False
+        return out
+
+    return run
 
 
 def warm(pipe: Any) -> None:
