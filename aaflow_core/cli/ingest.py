@@ -24,6 +24,9 @@ def register(sub: Any) -> None:
                    help="threads per process (default: the cores, split between the MPI ranks on this node)")
     p.add_argument("--glob", default=None, help="take files matching this pattern instead of known suffixes")
     p.add_argument("--overwrite", action="store_true", help="replace an existing aaflow index")
+    p.add_argument("--resume", action="store_true",
+                   help="finish an interrupted run from its checkpoint (same inputs and settings); "
+                        "the result equals an uninterrupted run")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=run)
 
@@ -40,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         config = IngestConfig(
             paths=tuple(args.paths), index_dir=args.index, chunk_size=args.chunk_size,
             chunk_overlap=args.chunk_overlap, batch_size=args.batch_size, window=max(args.window, args.batch_size),
-            threads=threads, glob=args.glob, overwrite=args.overwrite,
+            threads=threads, glob=args.glob, overwrite=args.overwrite, resume=args.resume,
             progress=False if args.no_progress else None,
         )
     except ConfigError as exc:
