@@ -23,8 +23,8 @@ from aaflow_core.plan import Resources, Workflow, package_versions, specs
 from aaflow_core.plan.workflow import plan_fingerprint
 from aaflow_core.runtime import Executor, bind
 from aaflow_core.pipelines.checkpoint import assemble, checkpointed, job_header
-from aaflow_core.stores.faiss_store import IndexWriter, check_target, is_aaflow_index, read_manifest
-from aaflow_core.stores.journal import JOURNAL_FILE, Journal, work_dir_for
+from aaflow_core.stores.faiss_store import IndexWriter, check_target, clear_stale, is_aaflow_index, read_manifest
+from aaflow_core.stores.journal import JOURNAL_FILE, Journal, check_checkpoint, work_dir_for
 
 PHASES = {"load": "load", "chunk": "chunk", "embed": "embed", "upsert": "upsert"}
 
@@ -164,6 +164,7 @@ def run_local(config: IngestConfig, files: Sequence[tuple[str, str]], *, ranks: 
     journal = Journal(work or work_dir_for(config.index_dir), job_of(config, files, ranks),
                       resume=config.resume, discard=config.overwrite)
     try:
+        clear_stale(Path(upsert_dir or config.index_dir))
         t_setup = time.perf_counter()
         shared_embedder(config.model, config.threads)
         stages = checkpointed(bind(plan), journal)
@@ -244,6 +245,7 @@ def ingest(config: IngestConfig, files: Sequence[tuple[str, str]] | None = None,
     done = finished_job(config, job)
     if done is not None:
         return done
+    check_checkpoint(work_dir_for(config.index_dir), resume=config.resume, discard=config.overwrite)
     check_target(Path(config.index_dir), config.overwrite or resumable(config))
     run = run_local(config, files, progress=config.progress)
     try:

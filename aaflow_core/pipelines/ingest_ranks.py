@@ -23,7 +23,7 @@ from aaflow_core.operators.load import SkippedItem
 from aaflow_core.pipelines.ingest import (
     ROW_DIGESTS, IngestConfig, IngestResult, base_manifest, no_input, resumable, run_local,
 )
-from aaflow_core.stores.faiss_store import SHARD_DIR, check_target, new_staging, publish_staging
+from aaflow_core.stores.faiss_store import SHARD_DIR, check_target, clear_stale, new_staging, publish_staging
 from aaflow_core.stores.journal import work_dir_for
 
 SKIPPED = pa.schema([("item", pa.string()), ("reason", pa.string())])
@@ -53,6 +53,8 @@ def plan_files(config: IngestConfig, comm: Comm, files: Sequence[tuple[str, str]
                 raise no_input(skipped)
             target = Path(config.index_dir)
             check_target(target, config.overwrite or resumable(config, rank_work(config, comm.rank)))
+            if config.resume:
+                clear_stale(target)  # what the killed job left; its checkpoints are kept
             staging = new_staging(target)
             table = pa.Table.from_pydict({"path": [p for p, _ in files], "source": [s for _, s in files],
                                           "bytes": [file_bytes(p) for p, _ in files]},

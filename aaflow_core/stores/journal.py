@@ -56,6 +56,15 @@ def ids_sha256(chunk_ids: pa.Array) -> str:
     return hashlib.sha256("\n".join(chunk_ids.to_pylist()).encode()).hexdigest()
 
 
+def check_checkpoint(work: Path, *, resume: bool, discard: bool) -> bool:
+    """Whether `work` holds a checkpoint; refuse to pass over one silently (neither resumed nor discarded)."""
+    existing = (work / JOURNAL_FILE).exists()
+    if existing and not resume and not discard:
+        raise IndexDirError(f"{work}: an interrupted ingest left a checkpoint here; pass --resume to finish it "
+                            "or --overwrite to discard it")
+    return existing
+
+
 @dataclass(frozen=True)
 class Part:
     index: int
@@ -76,10 +85,7 @@ class Journal:
         self.header = {"format": FORMAT, **header}
         self.parts: list[Part] = []
         self.recovered = 0  # parts found intact when resuming
-        existing = (work / JOURNAL_FILE).exists()
-        if existing and not resume and not discard:
-            raise IndexDirError(f"{work}: an interrupted ingest left a checkpoint here; pass --resume to finish it "
-                                "or --overwrite to discard it")
+        existing = check_checkpoint(work, resume=resume, discard=discard)
         work.mkdir(parents=True, exist_ok=True)
         self._lock = open(work / LOCK_FILE, "a")
         try:
