@@ -27,6 +27,8 @@ run: install
 	$(BIN)/aaflow ingest $(DEMO)/corpus --index $(DEMO)/index --overwrite
 	$(BIN)/aaflow query "How do I parse command line arguments?" --index $(DEMO)/index -k 3
 	$(BIN)/aaflow query "How can I match a regular expression against a string?" --index $(DEMO)/index -k 3
+	printf '%s\n' "How do I parse command line arguments?" "How do I read a JSON file?" > $(DEMO)/questions.txt
+	$(BIN)/aaflow ask --questions $(DEMO)/questions.txt --index $(DEMO)/index -k 3 --max-new-tokens 64
 
 lint: install
 	$(BIN)/lint-imports

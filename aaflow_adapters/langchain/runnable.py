@@ -5,6 +5,8 @@ still route `batch` here. `invoke`, `stream`, `astream` and events are delegated
 chain untouched (one input gains nothing from batching); `batch`, `abatch`,
 `batch_as_completed` and `abatch_as_completed` stream micro-batches through the translated
 plan, with LangChain's callback runs, `return_exceptions` semantics and input order.
+Under `mpiexec` (`ranks="auto"`) each rank runs its contiguous shard of a batch and every rank
+gets all outputs, in input order (see `mpi.py` and docs/distributed.md).
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from langchain_core.runnables.base import RunnableBindingBase
 from langchain_core.runnables.config import get_config_list, patch_config, run_in_executor
 
 from aaflow_core import ConfigError, Plan
+from aaflow_core.distributed import Comm
+from aaflow_adapters.langchain.mpi import batch_on_ranks
 from aaflow_adapters.langchain.pipeline import Options, describe, stream_rows
 from aaflow_adapters.langchain.runs import close_chain_runs, open_chain_runs
 from aaflow_adapters.langchain.translate import top_level_steps
@@ -31,7 +35,8 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
     max_concurrency: int = 128
     """Remote calls in flight across the whole chain (a config's `max_concurrency` overrides it)."""
     ranks: int | Literal["auto"] = "auto"
-    """MPI ranks; the LangChain adapter runs on one rank for now ("auto" resolves to 1)."""
+    """MPI ranks a batch is spread over: "auto" = every rank of the job when started by mpiexec,
+    else 1; 1 = this process runs the whole batch; N = the job must have N ranks."""
     deterministic: bool = True
     """Same inputs + same resources => same outputs: micro-batches are cut by input order, and user
     functions run on one worker per step (False: one per core, so their call order may vary)."""
@@ -48,8 +53,7 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
             raise ConfigError("batch_size", self.batch_size, "must be >= 1")
         if self.max_concurrency < 1:
             raise ConfigError("max_concurrency", self.max_concurrency, "must be >= 1")
-        if self.ranks not in ("auto", 1):
-            raise ConfigError("ranks", self.ranks, "the LangChain adapter runs on one rank; use 'auto' or 1")
+        Comm.for_ranks(self.ranks)  # a bad value, or N ranks asked outside an N-rank job
 
     def _prepare(self, n: int, config: RunnableConfig | Sequence[RunnableConfig] | None,
                  kwargs: Mapping[str, Any]) -> tuple[Runnable[Any, Any], list[RunnableConfig], dict[str, Any]]:
@@ -105,6 +109,14 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
               return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
         if not inputs:
             return []
+        comm = Comm.for_ranks(self.ranks)
+        if comm.size > 1:  # collective: each rank runs its shard; callbacks fire on that rank
+            return batch_on_ranks(comm, inputs, get_config_list(config, len(inputs)),
+                                  lambda xs, cs: self._batch_here(xs, cs, return_exceptions, kwargs))
+        return self._batch_here(inputs, config, return_exceptions, kwargs)
+
+    def _batch_here(self, inputs: list[Any], config: RunnableConfig | Sequence[RunnableConfig] | None,
+                    return_exceptions: bool, kwargs: Mapping[str, Any]) -> list[Any]:
         outputs: list[Any] = [None] * len(inputs)
         for i, out in self._run(inputs, config, return_exceptions, kwargs):
             outputs[i] = out
@@ -120,6 +132,9 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
                            *, return_exceptions: bool = False, **kwargs: Any) -> Iterator[tuple[int, Any]]:
         if not inputs:
             return
+        if Comm.for_ranks(self.ranks).size > 1:  # outputs arrive together, after the exchange
+            yield from enumerate(self.batch(list(inputs), config, return_exceptions=return_exceptions, **kwargs))
+            return
         yield from self._run(inputs, config, return_exceptions, kwargs)
 
     async def abatch_as_completed(
@@ -127,6 +142,11 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
         *, return_exceptions: bool = False, **kwargs: Any,
     ) -> AsyncIterator[tuple[int, Any]]:
         if not inputs:
+            return
+        if Comm.for_ranks(self.ranks).size > 1:
+            outputs = await self.abatch(list(inputs), config, return_exceptions=return_exceptions, **kwargs)
+            for item in enumerate(outputs):
+                yield item
             return
         results = self._run(inputs, config, return_exceptions, kwargs)
         try:

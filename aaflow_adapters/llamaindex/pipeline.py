@@ -4,7 +4,9 @@ Same constructor, same `run`/`arun` signatures, same inputs order, docstore stra
 keys and vector-store contents; what changes is how the work is scheduled: transformations
 stream through aaflow's executor in batches (threads, never a pickling process pool),
 embeddings go in length-sorted micro-batches with calls overlapped, and a `FaissVectorStore`
-receives whole Arrow embedding columns instead of one node at a time.
+receives whole Arrow embedding columns instead of one node at a time. Under `mpiexec`
+(`ranks="auto"`) each rank transforms its contiguous shard of the inputs and every rank gets
+all output nodes (see `mpi.py` and docs/distributed.md).
 """
 from __future__ import annotations
 
@@ -13,17 +15,19 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Union
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.ingestion.pipeline import DocstoreStrategy, IngestionPipeline
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.schema import BaseNode, Document
 
+from aaflow_core.distributed import Comm
 from aaflow_core.errors import AAFlowError
 
 from aaflow_adapters.llamaindex.cache import StepCache
 from aaflow_adapters.llamaindex.engine import EngineOptions, stream
+from aaflow_adapters.llamaindex.mpi import run_on_ranks
 from aaflow_adapters.llamaindex.steps import RunCoro
 from aaflow_adapters.llamaindex.vector import Segment, VectorWrite, aadd_nodes, add_nodes
 
@@ -64,13 +68,16 @@ class AAFlowIngestionPipeline(IngestionPipeline):
     embed_concurrency: Optional[int] = Field(default=None, description="Embedding calls in flight; None: auto.")
     batch_chars: int = Field(default=100_000, description="Characters of input per streamed batch.")
     backend: str = Field(default="threads", description="aaflow executor backend: threads or serial.")
+    ranks: Union[int, str] = Field(default="auto", description="MPI ranks: 'auto' = the mpiexec job, 1 = this process.")
     _last_run: Optional[RunStats] = PrivateAttr(default=None)
 
     def __init__(self, *args: Any, parity: bool = False, embed_batch_size: Optional[int] = None,
                  embed_concurrency: Optional[int] = None, batch_chars: int = 100_000, backend: str = "threads",
-                 **kwargs: Any) -> None:
+                 ranks: Union[int, str] = "auto", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         EngineOptions(parity, embed_batch_size, embed_concurrency, batch_chars, backend)  # validate once
+        Comm.for_ranks(ranks)  # a bad value, or N ranks asked outside an N-rank job
+        self.ranks = ranks
         self.parity, self.embed_batch_size, self.embed_concurrency = parity, embed_batch_size, embed_concurrency
         self.batch_chars, self.backend = batch_chars, backend
 
@@ -157,6 +164,12 @@ class AAFlowIngestionPipeline(IngestionPipeline):
         `in_place` is accepted for compatibility: aaflow never mutates the list it is given.
         """
         started, stats = time.perf_counter(), RunStats()
+        comm = Comm.for_ranks(self.ranks)
+        if comm.size > 1:  # collective: each rank transforms its shard; rank 0 writes the stores
+            return run_on_ranks(self, comm, stats, documents=documents, nodes=nodes, store_doc_text=store_doc_text,
+                                transform=lambda shard: self._transform(
+                                    shard, stats, cache_collection=cache_collection, num_workers=num_workers,
+                                    show_progress=show_progress, run_coro=None, kwargs=kwargs))
         input_nodes = self._prepare_inputs(documents, nodes)
         strategy = self._effective_strategy()
         nodes_to_run = self._select(input_nodes, strategy)
@@ -186,7 +199,10 @@ class AAFlowIngestionPipeline(IngestionPipeline):
                    in_place: bool = True, store_doc_text: bool = True, num_workers: Optional[int] = None,
                    **kwargs: Any) -> Sequence[BaseNode]:
         """As `IngestionPipeline.arun`: transformations' `acall` and the embeddings' async API run on
-        this event loop, while aaflow's stages run on threads."""
+        this event loop, while aaflow's stages run on threads. Under MPI it runs `run` on a thread."""
+        if Comm.for_ranks(self.ranks).size > 1:
+            return await asyncio.to_thread(self.run, show_progress, documents, nodes, cache_collection, in_place,
+                                           store_doc_text, num_workers, **kwargs)
         started, stats = time.perf_counter(), RunStats()
         input_nodes = self._prepare_inputs(documents, nodes)
         strategy = self._effective_strategy()

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from aaflow_core.errors import AAFlowError
 
-COMMANDS = ("corpus", "ingest", "query")
+COMMANDS = ("corpus", "ingest", "query", "ask", "serve-llm")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2, 3
 
 

@@ -1,7 +1,7 @@
 """MPI scale-out: the rank context, Arrow tables between ranks as IPC bytes, top-k merge.
 
 Public API for pipelines and adapters (all of it works without mpiexec, as a size-1 job):
-`Comm.world()`, `Comm.rank/size/is_root`, `Comm.shard(n)`, `Comm.allgather_table`,
+`Comm.world()`, `Comm.for_ranks(ranks)`, `Comm.rank/size/is_root`, `Comm.shard(n)`, `Comm.allgather_table`,
 `Comm.gather_table`, `Comm.bcast_table`, `Comm.agree(error)`, `merge_topk`, `exact_topk`,
 `distributed_search`.
 """

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from aaflow_core.dataplane.ipc import from_ipc, to_ipc
-from aaflow_core.errors import AAFlowError, MissingDependencyError, RankError
+from aaflow_core.errors import AAFlowError, ConfigError, MissingDependencyError, RankError
 
 # Environment variables set by MPI launchers (MPICH/Hydra, PMIx/Slurm, Open MPI, MVAPICH).
 LAUNCHER_ENV = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
@@ -59,6 +59,20 @@ class Comm:
     def world(cls) -> "Comm":
         """COMM_WORLD under an MPI launcher, else a size-1 context (mpi4py not imported)."""
         return cls(mpi().COMM_WORLD) if under_launcher() else cls()
+
+    @classmethod
+    def for_ranks(cls, ranks: int | str) -> "Comm":
+        """The job an API's `ranks` option asks for: 1 = this process alone (even under mpiexec),
+        "auto" = `world()`, N = `world()`, which must then have exactly N ranks."""
+        if ranks == 1:
+            return cls()
+        if ranks != "auto" and not (isinstance(ranks, int) and not isinstance(ranks, bool) and ranks > 1):
+            raise ConfigError("ranks", ranks, "must be 'auto' or a positive integer")
+        comm = cls.world()
+        if ranks != "auto" and comm.size != ranks:
+            raise ConfigError("ranks", ranks, f"this process is part of a {comm.size}-rank job; "
+                              f"start it with mpiexec -n {ranks}, or use ranks='auto'")
+        return comm
 
     @property
     def is_root(self) -> bool:

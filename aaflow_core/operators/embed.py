@@ -4,6 +4,7 @@ Each input batch is one window: its rows are sorted by length (longest first, ti
 position) and encoded `encode_batch_size` rows at a time through the async batcher, so
 padding stays small and the micro-batch composition depends only on the input and the
 configuration, which keeps the embeddings bit-identical from run to run.
+The model runs in the plan's mode (precision x backend, see aaflow_core.models.modes).
 """
 from __future__ import annotations
 
@@ -15,15 +16,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from aaflow_core.dataplane.views import embedding_column
-from aaflow_core.models.embedding import SentenceEmbedder
+from aaflow_core.models.embedding import Embedder, build_embedder
+from aaflow_core.models.modes import ResolvedMode, check_mode
 from aaflow_core.operators.base import Operator, OperatorResources
 from aaflow_core.concurrency import AsyncBatcher, BatchPolicy, LoopThread
 
 
-@lru_cache(maxsize=4)
-def shared_embedder(model: str | None, threads: int) -> SentenceEmbedder:
-    """One model per process and configuration: loading costs seconds, encoding is reentrant."""
-    return SentenceEmbedder(model, threads=threads)
+@lru_cache(maxsize=6)
+def shared_embedder(model: str | None, threads: int, precision: str = "fp32", backend: str = "torch") -> Embedder:
+    """One model per process and configuration (mode included): loading costs seconds, encoding is reentrant."""
+    return build_embedder(model, precision=precision, backend=backend, threads=threads)
 
 
 def length_order(texts: pa.Array) -> np.ndarray:
@@ -39,16 +41,18 @@ class EmbedOperator(Operator):
     resources = OperatorResources(threads=1, releases_gil=True)
 
     def __init__(self, name: str | None = None, *, model: str | None = None, encode_batch_size: int = 32,
-                 threads: int = 1) -> None:
+                 threads: int = 1, precision: str = "fp32", backend: str = "torch") -> None:
         super().__init__(name)
         self.model_name = model
         self.encode_batch_size = encode_batch_size
         self.threads = threads
-        self.embedder: SentenceEmbedder | None = None
+        self.requested = check_mode(precision, backend)
+        self.embedder: Embedder | None = None
         self._loop: LoopThread | None = None
 
     def open(self) -> None:
-        self.embedder = shared_embedder(self.model_name, self.threads)
+        self.embedder = shared_embedder(self.model_name, self.threads, self.requested.precision,
+                                        self.requested.backend)
         self._loop = LoopThread("aaflow-embed").__enter__()
 
     def close(self) -> None:
@@ -60,6 +64,12 @@ class EmbedOperator(Operator):
     def dim(self) -> int:
         assert self.embedder is not None, "open() first"
         return self.embedder.dim
+
+    @property
+    def mode(self) -> ResolvedMode:
+        """The mode asked for and the one running (they differ after a bf16 fallback)."""
+        assert self.embedder is not None, "open() first"
+        return self.embedder.mode
 
     def embed_texts(self, texts: pa.Array) -> np.ndarray:
         """(n, dim) float32 matrix for `texts`, in their order."""

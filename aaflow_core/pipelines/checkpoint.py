@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,13 +99,13 @@ def checkpointed(stages: Stages, journal: Journal) -> Stages:
     return out
 
 
-def assemble(journal: Journal, target: Path, hasher: Any) -> IndexWriter:
-    """Stream the parts, in order, into an unpublished index writer (and the output hasher)."""
+def assemble(journal: Journal, target: Path, on_batch: Callable[[pa.RecordBatch], None]) -> IndexWriter:
+    """Stream the parts, in order, into an unpublished index writer; `on_batch` sees each (hashing)."""
     writer = IndexWriter(target, overwrite=True)
     try:
         for batch in journal.batches():
             writer.add(batch)
-            hasher.update(batch)
+            on_batch(batch)
         writer.finish()
     except BaseException:
         writer.discard()

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -17,9 +16,12 @@ from aaflow_core.dataplane.schemas import PATHS
 from aaflow_core.dataplane.views import embedding_matrix
 from aaflow_core.distributed import Comm
 from aaflow_core.errors import ConfigError, NoInputError
+from aaflow_core.models.embedding import Embedder
 from aaflow_core.operators.embed import shared_embedder
 from aaflow_core.operators.load import SkippedItem
+from aaflow_core.pipelines.embed_accuracy import mode_accuracy
 from aaflow_core.plan import Resources, Workflow, package_versions, specs
+from aaflow_core.plan.placement import available_cpus, intra_op_threads
 from aaflow_core.plan.workflow import plan_fingerprint
 from aaflow_core.runtime import Executor, bind
 from aaflow_core.pipelines.checkpoint import assemble, checkpointed, job_header
@@ -30,7 +32,8 @@ PHASES = {"load": "load", "chunk": "chunk", "embed": "embed", "upsert": "upsert"
 
 
 def default_threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """Intra-op threads for a single-rank run: every CPU this process may use, once (plan.placement)."""
+    return intra_op_threads(available_cpus(), ranks=1)
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,10 @@ class IngestConfig:
     max_file_bytes: int = 64 * 2**20
     backend: str = "threads"
     progress: bool | None = None
+    precision: str = "fp32"  # embedding mode: fp32|bf16|int8 (see aaflow_core.models.modes)
+    embed_backend: str = "torch"  # torch|onnx ("backend" above is the executor's)
+    accuracy_report: bool = False  # opt-in: a second fp32 pass over sampled chunks, figures in the manifest
+    accuracy_queries: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.paths:
@@ -67,13 +74,17 @@ class IngestConfig:
         wf = Workflow(Resources(threads=self.threads, ranks=ranks))
         wf.add(specs.load(max_file_bytes=self.max_file_bytes))
         wf.add(specs.chunk(chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap))
-        wf.add(specs.embed(model=self.model, window=self.window, encode_batch_size=self.batch_size))
+        wf.add(specs.embed(model=self.model, window=self.window, encode_batch_size=self.batch_size,
+                           precision=self.precision, backend=self.embed_backend))
         wf.add(specs.upsert(index_dir=self.index_dir))
         return wf
 
     def resources(self, ranks: int = 1) -> dict[str, Any]:
         return {"threads": self.threads, "ranks": ranks, "batch_size": self.batch_size, "window": self.window,
                 "files_per_batch": self.files_per_batch, "backend": self.backend}
+
+    def embedder(self) -> Embedder:
+        return shared_embedder(self.model, self.threads, self.precision, self.embed_backend)
 
 
 @dataclass
@@ -142,6 +153,7 @@ class LocalRun:
     phases_s: dict[str, float]
     model_load_s: float
     total_s: float
+    kept: list[pa.RecordBatch]  # the stored batches, kept only for an accuracy report
 
 
 def job_of(config: IngestConfig, files: Sequence[tuple[str, str]], ranks: int = 1) -> dict[str, Any]:
@@ -166,7 +178,7 @@ def run_local(config: IngestConfig, files: Sequence[tuple[str, str]], *, ranks: 
     try:
         clear_stale(Path(upsert_dir or config.index_dir))
         t_setup = time.perf_counter()
-        shared_embedder(config.model, config.threads)
+        config.embedder()
         stages = checkpointed(bind(plan), journal)
         model_load_s = time.perf_counter() - t_setup
         with tqdm(total=0, initial=journal.rows, unit="chunk", desc="ingest",
@@ -186,8 +198,14 @@ def run_local(config: IngestConfig, files: Sequence[tuple[str, str]], *, ranks: 
                     pass
                 skipped = list(ex.operators["load"].skipped)  # type: ignore[attr-defined]
                 phases = {phase: round(ex.stats[name].busy_s, 4) for phase, name in PHASES.items()}
-        hasher = OutputHasher()
-        writer = assemble(journal, Path(upsert_dir or config.index_dir), hasher)
+        hasher, kept = OutputHasher(), []
+
+        def stored(batch: pa.RecordBatch) -> None:
+            hasher.update(batch)
+            if config.accuracy_report:
+                kept.append(batch)
+
+        writer = assemble(journal, Path(upsert_dir or config.index_dir), stored)
     except BaseException:
         if journal.parts:
             journal.close()  # keep what is committed: --resume continues from it
@@ -195,18 +213,19 @@ def run_local(config: IngestConfig, files: Sequence[tuple[str, str]], *, ranks: 
             journal.remove()
         raise
     return LocalRun(writer, journal, hasher.table(), skipped, phases, round(model_load_s, 4),
-                    round(time.perf_counter() - t0, 4))
+                    round(time.perf_counter() - t0, 4), kept)
 
 
 def base_manifest(config: IngestConfig, ranks: int, digests: pa.Table, skipped: Sequence[SkippedItem]) -> dict[str, Any]:
     plan = config.workflow(ranks).compile()
-    embedder = shared_embedder(config.model, config.threads)
+    embedder = config.embedder()
     manifest = {
         "fingerprint": plan_fingerprint(plan),
         "plan": plan.to_json(),
         "resources": config.resources(ranks),
         "model": Path(embedder.path).name,
         "dim": embedder.dim,
+        "embed_mode": embedder.mode.to_dict(),
         "skipped": [asdict(s) for s in skipped],
         "versions": package_versions(),
         **summarize(digests),
@@ -235,6 +254,9 @@ def ingest(config: IngestConfig, files: Sequence[tuple[str, str]] | None = None,
     if comm.size > 1:
         from aaflow_core.pipelines.ingest_ranks import ingest_ranks
 
+        if config.accuracy_report:
+            raise ConfigError("accuracy_report", True, "is computed on one rank only; run it without mpiexec")
+
         return ingest_ranks(config, comm, files, skipped)
     if files is None:
         files, found_skipped = discover(config.paths, config.glob)
@@ -255,6 +277,9 @@ def ingest(config: IngestConfig, files: Sequence[tuple[str, str]] | None = None,
         manifest = {**base_manifest(config, 1, run.digests, all_skipped), "phases_s": run.phases_s,
                     "model_load_s": run.model_load_s, "total_s": run.total_s, "job_sha256": job_sha256(job),
                     "resumed_parts": run.journal.recovered}
+        if config.accuracy_report:
+            manifest["accuracy"] = mode_accuracy(run.kept, config.embedder(), model=config.model, threads=config.threads,
+                                                 batch_size=config.batch_size, queries=config.accuracy_queries)
         index_dir = run.writer.publish(manifest)
     except BaseException:
         run.writer.discard()

@@ -6,7 +6,8 @@ import json
 from functools import lru_cache
 from importlib import metadata
 
-VERSIONED = ("aaflow", "pyarrow", "numpy", "torch", "faiss-cpu", "sentence-transformers", "transformers")
+VERSIONED = ("aaflow", "pyarrow", "numpy", "torch", "faiss-cpu", "sentence-transformers", "transformers", "onnx",
+             "onnxruntime")
 
 
 @lru_cache(maxsize=1)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from aaflow_core.errors import ConfigError
+from aaflow_core.models.llm import DEFAULT_TEMPLATE, check_template
+from aaflow_core.models.modes import check_mode
 from aaflow_core.plan.spec import OpSpec
 
 TEXT_SUFFIXES = (".txt", ".md", ".rst", ".py", ".html")
@@ -23,15 +25,21 @@ def chunk(*, chunk_size: int = 1000, chunk_overlap: int = 100, name: str = "chun
 
 def embed(
     *, model: str | None = None, window: int = 256, encode_batch_size: int = 32, name: str = "embed",
-    precision: str = "fp32",
+    precision: str = "fp32", backend: str = "torch",
 ) -> OpSpec:
-    """`window` rows are length-sorted together and encoded `encode_batch_size` at a time."""
+    """`window` rows are length-sorted together and encoded `encode_batch_size` at a time.
+
+    `precision` (fp32|bf16|int8) and `backend` (torch|onnx) are part of the plan, so they enter
+    its fingerprint; the mode that actually ran (after any bf16 fallback) is in the manifest.
+    """
+    check_mode(precision, backend)
     if encode_batch_size < 1:
         raise ConfigError("batch_size", encode_batch_size, "must be >= 1")
     if window < encode_batch_size:
         raise ConfigError("window", window, f"must be >= batch size ({encode_batch_size})")
     return OpSpec.make(
-        "embed", name, batch_size=window, model=model, encode_batch_size=encode_batch_size, precision=precision
+        "embed", name, batch_size=window, model=model, encode_batch_size=encode_batch_size, precision=precision,
+        backend=backend,
     )
 
 
@@ -48,3 +56,18 @@ def retrieve(*, index_dir: str, k: int = 5, name: str = "retrieve") -> OpSpec:
 def map_batches(fn_key: str, *, name: str = "map", batch_size: int | None = None, workers: int = 1) -> OpSpec:
     """A user function, registered with the Workflow under `fn_key`."""
     return OpSpec.make("map", name, batch_size=batch_size, workers=workers, fn=fn_key)
+
+
+def generate(
+    *, backend: str = "local", model: str | None = None, base_url: str | None = None, template: str = DEFAULT_TEMPLATE,
+    max_new_tokens: int = 64, max_in_flight: int = 8, attempts: int = 5, name: str = "generate",
+) -> OpSpec:
+    """Answer each (question, contexts) row; the API key is read from the environment, never planned."""
+    if backend not in ("local", "openai"):
+        raise ConfigError("backend", backend, "must be 'local' or 'openai'")
+    for field, value in (("max_new_tokens", max_new_tokens), ("max_in_flight", max_in_flight), ("attempts", attempts)):
+        if value < 1:
+            raise ConfigError(field, value, "must be >= 1")
+    return OpSpec.make("generate", name, backend=backend, model=model, base_url=base_url,
+                       template=check_template(template), max_new_tokens=max_new_tokens,
+                       max_in_flight=max_in_flight, attempts=attempts)

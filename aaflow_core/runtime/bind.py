@@ -5,13 +5,14 @@ from collections.abc import Callable
 from typing import Any
 
 from aaflow_core.operators import (
-    ChunkOperator, EmbedOperator, LoadOperator, MapOperator, Operator, RetrieveOperator, UpsertOperator,
+    ChunkOperator, EmbedOperator, GenerateOperator, LoadOperator, MapOperator, Operator, RetrieveOperator, UpsertOperator,
 )
 from aaflow_core.plan import OpSpec, Plan, PlanError
 from aaflow_core.runtime.rebatch import Rebatch
 
 OPERATORS: dict[str, type[Operator]] = {
-    cls.kind: cls for cls in (LoadOperator, ChunkOperator, EmbedOperator, UpsertOperator, RetrieveOperator, MapOperator)
+    cls.kind: cls for cls in (LoadOperator, ChunkOperator, EmbedOperator, UpsertOperator, RetrieveOperator, MapOperator,
+                              GenerateOperator)
 }
 
 
@@ -23,8 +24,9 @@ def bind_one(spec: OpSpec, plan: Plan, functions: dict[str, Callable[..., Any]],
             raise PlanError(f"map operator {spec.name!r} names function {key!r}, which was not registered")
         args["fn"] = functions[key]
     if spec.kind == "embed":
+        args["threads"] = plan.resources.threads  # intra-op threads of this rank (see plan.placement)
+    if spec.kind == "generate":
         args["threads"] = plan.resources.threads
-        args.pop("precision", None)
     args.update(overrides.get(spec.name, {}))
     try:
         cls = OPERATORS[spec.kind]

@@ -197,6 +197,8 @@ class _Pipeline:
         """Workers pull in order; a reorder buffer releases outputs by input sequence key."""
         stage, inbox, outbox = self.ex.stages[i], self.queues[i], self.queues[i + 1]
         take_lock, emit_lock = threading.Lock(), threading.Condition()
+        # Items taken but not yet emitted: bounds the reorder buffer when one worker lags.
+        window = threading.Semaphore(2 * stage.workers)
         state = {"next": 0, "out_seq": 0, "done": 0, "ended": False}
         ready: dict[int, list[pa.RecordBatch]] = {}
 
@@ -211,6 +213,8 @@ class _Pipeline:
         def worker() -> None:
             try:
                 while not self.stop.is_set():
+                    if not window.acquire(timeout=POLL_S):
+                        continue
                     with take_lock:
                         if state["ended"]:
                             break
@@ -226,6 +230,7 @@ class _Pipeline:
                             if not emit(ready.pop(state["next"])):
                                 return
                             state["next"] += 1
+                            window.release()
             except BaseException as exc:
                 self.fail(exc)
             finally:
