@@ -53,6 +53,12 @@ class RemoteCallError(AAFlowError):
         self.__cause__ = cause
 
 
+class MalformedResponseError(AAFlowError):
+    """An endpoint answered 200 with a body that is not what was asked for; transient, so retried."""
+
+    retryable = True
+
+
 class RankError(AAFlowError):
     """A rank of an MPI job failed; the whole job ends with this, naming the rank."""
 

@@ -21,10 +21,15 @@ def register(sub: Any) -> None:
     p.add_argument("--chunk-overlap", type=non_negative_int, default=100)
     p.add_argument("--batch-size", type=positive_int, default=32, help="texts per model call")
     p.add_argument("--window", type=positive_int, default=256, help="chunks length-sorted together")
+    p.add_argument("--files-per-batch", type=positive_int, default=16,
+                   help="files loaded together (with the queues, this bounds the text in memory)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="threads per process (default: the cores, split between the MPI ranks on this node)")
     p.add_argument("--glob", default=None, help="take files matching this pattern instead of known suffixes")
     p.add_argument("--overwrite", action="store_true", help="replace an existing aaflow index")
+    p.add_argument("--resume", action="store_true",
+                   help="finish an interrupted run from its checkpoint (same inputs and settings); "
+                        "the result equals an uninterrupted run")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="embedding precision; bf16 falls back to fp32 (with a warning) on CPUs without native bf16")
@@ -47,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         config = IngestConfig(
             paths=tuple(args.paths), index_dir=args.index, chunk_size=args.chunk_size,
             chunk_overlap=args.chunk_overlap, batch_size=args.batch_size, window=max(args.window, args.batch_size),
-            threads=threads, glob=args.glob, overwrite=args.overwrite,
+            threads=threads, glob=args.glob, overwrite=args.overwrite, resume=args.resume,
+            files_per_batch=args.files_per_batch,
             progress=False if args.no_progress else None,
             precision=args.precision, embed_backend=args.embed_backend, accuracy_report=args.accuracy_report,
         )

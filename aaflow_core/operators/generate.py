@@ -9,6 +9,7 @@ Backends:
 """
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from aaflow_core.concurrency import AsyncBatcher, BatchPolicy, LoopThread, RetryPolicy, is_retryable
-from aaflow_core.errors import ConfigError
+from aaflow_core.errors import ConfigError, MalformedResponseError
 from aaflow_core.models.llm import DEFAULT_TEMPLATE, LocalLLM, check_template, render_prompt, shared_llm
 from aaflow_core.operators.base import Operator, OperatorResources
 
@@ -35,10 +36,11 @@ def retry_after_s(exc: BaseException) -> float | None:
 
 
 def openai_retryable(exc: BaseException) -> bool:
-    """429/5xx (status on the error) plus the client's timeout and connection errors."""
+    """429/5xx (status on the error), the client's timeout and connection errors, malformed bodies."""
     import openai
 
-    return isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)) or is_retryable(exc)
+    transient = (openai.APIConnectionError, openai.APIResponseValidationError, json.JSONDecodeError)
+    return isinstance(exc, transient) or is_retryable(exc)
 
 
 class OpenAIChat:
@@ -65,7 +67,10 @@ class OpenAIChat:
             except Exception as exc:
                 exc.retry_after = retry_after_s(exc)  # type: ignore[attr-defined]  # read by RetryPolicy
                 raise
-            answers.append((res.choices[0].message.content or "").strip())
+            try:
+                answers.append((res.choices[0].message.content or "").strip())
+            except (AttributeError, IndexError, TypeError) as exc:
+                raise MalformedResponseError(f"chat response without choices[0].message: {exc}") from None
         return answers
 
     async def aclose(self) -> None:
@@ -80,7 +85,8 @@ class GenerateOperator(Operator):
 
     def __init__(self, name: str | None = None, *, backend: str = "local", model: str | None = None,
                  base_url: str | None = None, template: str = DEFAULT_TEMPLATE, max_new_tokens: int = 64,
-                 max_in_flight: int = 8, attempts: int = 5, threads: int | None = None) -> None:
+                 max_in_flight: int = 8, attempts: int = 5, threads: int | None = None,
+                 timeout_s: float = 60.0) -> None:
         super().__init__(name)
         if backend not in BACKENDS:
             raise ConfigError("backend", backend, f"must be one of {', '.join(BACKENDS)}")
@@ -92,6 +98,7 @@ class GenerateOperator(Operator):
         self.policy = BatchPolicy(max_batch_size=1, max_in_flight=max_in_flight)
         self.retry = RetryPolicy(attempts=attempts, retry_on=openai_retryable)
         self.threads = threads
+        self.timeout_s = timeout_s
         self.llm: LocalLLM | None = None
         self._loop: LoopThread | None = None
         self._remote: OpenAIChat | None = None
@@ -104,7 +111,8 @@ class GenerateOperator(Operator):
         self._loop = LoopThread("aaflow-generate").__enter__()
 
         async def make() -> OpenAIChat:  # the client belongs to the loop that uses it
-            return OpenAIChat(base_url=self.base_url, model=self.model_name if self.model_name is not None else "aaflow")
+            return OpenAIChat(base_url=self.base_url, model=self.model_name if self.model_name is not None else "aaflow",
+                              timeout_s=self.timeout_s)
 
         self._remote = self._loop.run(make())
 

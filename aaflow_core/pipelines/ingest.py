@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,7 +24,9 @@ from aaflow_core.plan import Resources, Workflow, package_versions, specs
 from aaflow_core.plan.placement import available_cpus, intra_op_threads
 from aaflow_core.plan.workflow import plan_fingerprint
 from aaflow_core.runtime import Executor, bind
-from aaflow_core.stores.faiss_store import IndexWriter
+from aaflow_core.pipelines.checkpoint import assemble, checkpointed, job_header
+from aaflow_core.stores.faiss_store import IndexWriter, check_target, clear_stale, is_aaflow_index, read_manifest
+from aaflow_core.stores.journal import JOURNAL_FILE, Journal, check_checkpoint, work_dir_for
 
 PHASES = {"load": "load", "chunk": "chunk", "embed": "embed", "upsert": "upsert"}
 
@@ -48,6 +51,7 @@ class IngestConfig:
     glob: str | None = None
     model: str | None = None
     overwrite: bool = False
+    resume: bool = False  # finish an interrupted run from its checkpoint (see pipelines.checkpoint)
     max_file_bytes: int = 64 * 2**20
     backend: str = "threads"
     progress: bool | None = None
@@ -143,6 +147,7 @@ class LocalRun:
     """What one process's run of the workflow produced; its writer is still unpublished."""
 
     writer: IndexWriter
+    journal: Journal
     digests: pa.Table
     skipped: list[SkippedItem]
     phases_s: dict[str, float]
@@ -151,41 +156,63 @@ class LocalRun:
     kept: list[pa.RecordBatch]  # the stored batches, kept only for an accuracy report
 
 
+def job_of(config: IngestConfig, files: Sequence[tuple[str, str]], ranks: int = 1) -> dict[str, Any]:
+    """The checkpoint header of this job: a checkpoint resumes only the job that wrote it."""
+    return job_header(plan_fingerprint(config.workflow(ranks).compile()), config.resources(ranks), files)
+
+
+def job_sha256(job: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()
+
+
 def run_local(config: IngestConfig, files: Sequence[tuple[str, str]], *, ranks: int = 1,
-              upsert_dir: str | None = None, progress: bool | None = None) -> LocalRun:
-    """Stream `files` through load -> chunk -> embed -> upsert into an unpublished writer."""
-    t_setup = time.perf_counter()
-    config.embedder()
+              upsert_dir: str | None = None, work: Path | None = None, progress: bool | None = None) -> LocalRun:
+    """Stream `files` through load -> chunk -> embed -> journal parts, then assemble an unpublished writer.
+
+    The checkpoint in `work` (default: beside the index) survives a failure or a kill so that
+    `resume` finishes the job; it is removed by the caller once the index is published.
+    """
     plan = config.workflow(ranks).compile()
-    upsert = {"overwrite": config.overwrite, **({"index_dir": upsert_dir} if upsert_dir else {})}
-    stages = bind(plan, overrides={"upsert": upsert})
-    model_load_s = time.perf_counter() - t_setup
-    hasher = OutputHasher()
-    with tqdm(total=0, unit="chunk", desc="ingest", disable=None if progress is None else not progress) as bar:
+    journal = Journal(work or work_dir_for(config.index_dir), job_of(config, files, ranks),
+                      resume=config.resume, discard=config.overwrite)
+    try:
+        clear_stale(Path(upsert_dir or config.index_dir))
+        t_setup = time.perf_counter()
+        config.embedder()
+        stages = checkpointed(bind(plan), journal)
+        model_load_s = time.perf_counter() - t_setup
+        with tqdm(total=0, initial=journal.rows, unit="chunk", desc="ingest",
+                  disable=None if progress is None else not progress) as bar:
 
-        def on_batch(stage: str, rows: int) -> None:
-            if stage == "chunk":
-                bar.total += rows
-                bar.refresh()
-            elif stage == "upsert":
-                bar.update(rows)
+            def on_batch(stage: str, rows: int) -> None:
+                if stage == "chunk":
+                    bar.total += rows
+                    bar.refresh()
+                elif stage == "upsert":
+                    bar.update(rows)
 
-        t0 = time.perf_counter()
-        with Executor(stages, backend=config.backend, queue_capacity=plan.resources.queue_capacity,
-                      on_batch=on_batch) as ex:
-            writer = ex.operators["upsert"].writer  # type: ignore[attr-defined]
-            kept: list[pa.RecordBatch] = []
-            try:
-                for out in ex.run(path_batches(files, config.files_per_batch)):
-                    hasher.update(out)
-                    if config.accuracy_report:
-                        kept.append(out)
-            except BaseException:
-                writer.discard()
-                raise
-            skipped = list(ex.operators["load"].skipped)  # type: ignore[attr-defined]
-            phases = {phase: round(ex.stats[name].busy_s, 4) for phase, name in PHASES.items()}
-    return LocalRun(writer, hasher.table(), skipped, phases, round(model_load_s, 4),
+            t0 = time.perf_counter()
+            with Executor(stages, backend=config.backend, queue_capacity=plan.resources.queue_capacity,
+                          on_batch=on_batch) as ex:
+                for _ in ex.run(path_batches(files, config.files_per_batch)):
+                    pass
+                skipped = list(ex.operators["load"].skipped)  # type: ignore[attr-defined]
+                phases = {phase: round(ex.stats[name].busy_s, 4) for phase, name in PHASES.items()}
+        hasher, kept = OutputHasher(), []
+
+        def stored(batch: pa.RecordBatch) -> None:
+            hasher.update(batch)
+            if config.accuracy_report:
+                kept.append(batch)
+
+        writer = assemble(journal, Path(upsert_dir or config.index_dir), stored)
+    except BaseException:
+        if journal.parts:
+            journal.close()  # keep what is committed: --resume continues from it
+        else:
+            journal.remove()
+        raise
+    return LocalRun(writer, journal, hasher.table(), skipped, phases, round(model_load_s, 4),
                     round(time.perf_counter() - t0, 4), kept)
 
 
@@ -218,7 +245,8 @@ def ingest(config: IngestConfig, files: Sequence[tuple[str, str]] | None = None,
 
     Under an MPI launcher (or with a `comm` of size N) each rank ingests its contiguous shard
     of the files and the index gets one FAISS shard per rank (see `ingest_ranks`); the result
-    is returned on every rank.
+    is returned on every rank. Progress is checkpointed beside the index (see `checkpoint`):
+    with `config.resume` an interrupted run is finished instead of started again.
     """
     from aaflow_core.pipelines.discover import discover
 
@@ -235,18 +263,43 @@ def ingest(config: IngestConfig, files: Sequence[tuple[str, str]] | None = None,
         skipped = [*skipped, *found_skipped]
     if not files:
         raise no_input(skipped)
+    job = job_of(config, files)
+    done = finished_job(config, job)
+    if done is not None:
+        return done
+    check_checkpoint(work_dir_for(config.index_dir), resume=config.resume, discard=config.overwrite)
+    check_target(Path(config.index_dir), config.overwrite or resumable(config))
     run = run_local(config, files, progress=config.progress)
     try:
         all_skipped = [*skipped, *run.skipped]
         if not run.digests.num_rows:
             raise NoInputError("nothing to ingest: " + "; ".join(f"{s.item}: {s.reason}" for s in all_skipped))
         manifest = {**base_manifest(config, 1, run.digests, all_skipped), "phases_s": run.phases_s,
-                    "model_load_s": run.model_load_s, "total_s": run.total_s}
+                    "model_load_s": run.model_load_s, "total_s": run.total_s, "job_sha256": job_sha256(job),
+                    "resumed_parts": run.journal.recovered}
         if config.accuracy_report:
             manifest["accuracy"] = mode_accuracy(run.kept, config.embedder(), model=config.model, threads=config.threads,
                                                  batch_size=config.batch_size, queries=config.accuracy_queries)
         index_dir = run.writer.publish(manifest)
     except BaseException:
         run.writer.discard()
+        run.journal.close()
         raise
+    run.journal.remove()
     return IngestResult(index_dir=index_dir, manifest=manifest, skipped=all_skipped)
+
+
+def resumable(config: IngestConfig, work: Path | None = None) -> bool:
+    """A checkpoint to resume exists: its run was allowed to write the index, so the resume may too."""
+    return config.resume and ((work or work_dir_for(config.index_dir)) / JOURNAL_FILE).exists()
+
+
+def finished_job(config: IngestConfig, job: dict[str, Any]) -> IngestResult | None:
+    """With `resume`, an index this very job already published (killed while cleaning up) is the result."""
+    target = Path(config.index_dir)
+    if not config.resume or resumable(config) or not is_aaflow_index(target):
+        return None
+    manifest = read_manifest(target)
+    if manifest.get("job_sha256") != job_sha256(job):
+        return None
+    return IngestResult(index_dir=target, manifest=manifest, skipped=[SkippedItem(**s) for s in manifest["skipped"]])

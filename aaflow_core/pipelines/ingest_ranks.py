@@ -20,8 +20,11 @@ from aaflow_core.dataplane.schemas import PATHS
 from aaflow_core.distributed import Comm
 from aaflow_core.errors import NoInputError
 from aaflow_core.operators.load import SkippedItem
-from aaflow_core.pipelines.ingest import ROW_DIGESTS, IngestConfig, IngestResult, base_manifest, no_input, run_local
-from aaflow_core.stores.faiss_store import SHARD_DIR, check_target, new_staging, publish_staging
+from aaflow_core.pipelines.ingest import (
+    ROW_DIGESTS, IngestConfig, IngestResult, base_manifest, no_input, resumable, run_local,
+)
+from aaflow_core.stores.faiss_store import SHARD_DIR, check_target, clear_stale, new_staging, publish_staging
+from aaflow_core.stores.journal import work_dir_for
 
 SKIPPED = pa.schema([("item", pa.string()), ("reason", pa.string())])
 RANK_STATS = pa.schema([("rank", pa.int32()), ("chunks", pa.int64()), ("stats", pa.string())])
@@ -49,7 +52,9 @@ def plan_files(config: IngestConfig, comm: Comm, files: Sequence[tuple[str, str]
             if not files:
                 raise no_input(skipped)
             target = Path(config.index_dir)
-            check_target(target, config.overwrite)
+            check_target(target, config.overwrite or resumable(config, rank_work(config, comm.rank)))
+            if config.resume:
+                clear_stale(target)  # what the killed job left; its checkpoints are kept
             staging = new_staging(target)
             table = pa.Table.from_pydict({"path": [p for p, _ in files], "source": [s for _, s in files],
                                           "bytes": [file_bytes(p) for p, _ in files]},
@@ -89,13 +94,14 @@ def build_shards(config: IngestConfig, comm: Comm, table: pa.Table, staging: Pat
     try:
         if my_files:
             run = run_local(config, my_files, ranks=comm.size, upsert_dir=str(shard_dir),
-                            progress=False if not comm.is_root else config.progress)
+                            work=rank_work(config, comm.rank), progress=False if not comm.is_root else config.progress)
             digests, skipped = run.digests, run.skipped
             stats = {"phases_s": run.phases_s, "model_load_s": run.model_load_s, "total_s": run.total_s}
             if digests.num_rows:
                 run.writer.publish({**base_manifest(config, comm.size, digests, skipped), **stats})
             else:
                 run.writer.discard()
+            run.journal.close()
     except Exception as exc:  # every rank must reach the check below
         error = exc
     comm.agree(error)
@@ -133,4 +139,10 @@ def publish(config: IngestConfig, comm: Comm, staging: Path, digests: pa.Table, 
         "bytes_between_ranks": sum(r["bytes_sent"] for r in ranks),
     }
     publish_staging(staging, Path(config.index_dir), manifest)
+    shutil.rmtree(work_dir_for(config.index_dir), ignore_errors=True)  # every rank's checkpoint
     return manifest
+
+
+def rank_work(config: IngestConfig, rank: int) -> Path:
+    """Each rank checkpoints its own shard; a resume needs the same number of ranks."""
+    return work_dir_for(config.index_dir) / f"rank-{rank:05d}"

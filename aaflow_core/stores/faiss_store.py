@@ -69,6 +69,17 @@ def new_staging(target: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
 
 
+def clear_stale(target: Path) -> list[Path]:
+    """Remove staging and replaced-index directories that killed runs left beside `target`.
+
+    Call only while holding the target's checkpoint lock: then no other writer owns them.
+    """
+    stale = [*target.parent.glob(f".{target.name}.staging-*"), *target.parent.glob(f".{target.name}.old-*")]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
 def publish_staging(staging: Path, target: Path, manifest: dict[str, Any]) -> Path:
     """Write the manifest last, then swap `staging` into `target` by renames (the old index goes last)."""
     body = {"format": FORMAT, **manifest}

@@ -1,0 +1,175 @@
+"""A checkpoint journal: durable part files plus one JSON line per committed part.
+
+An ingest run writes every upserted batch (rows and their embeddings) to its own Parquet
+part, fsyncs it, renames it into place, and only then appends a journal line naming it with
+its row count and sha256. A process killed at any instant therefore leaves a prefix of
+complete, verifiable parts; `--resume` keeps that prefix and drops anything after it
+(a torn last line, a part without a line, a part whose bytes changed).
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from aaflow_core.errors import IndexDirError
+
+JOURNAL_FILE = "journal.jsonl"
+PART_FILE = "part-{:06d}.parquet"
+LOCK_FILE = "lock"
+FORMAT = "aaflow-journal/1"
+
+
+def work_dir_for(target: str | os.PathLike[str]) -> Path:
+    """The fixed checkpoint directory of an index: hidden, beside it, found again by `--resume`."""
+    path = Path(target)
+    return path.parent / f".{path.name}.work"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def ids_sha256(chunk_ids: pa.Array) -> str:
+    """Digest of a part's chunk ids: content-derived, so it proves the same rows were re-produced."""
+    return hashlib.sha256("\n".join(chunk_ids.to_pylist()).encode()).hexdigest()
+
+
+def check_checkpoint(work: Path, *, resume: bool, discard: bool) -> bool:
+    """Whether `work` holds a checkpoint; refuse to pass over one silently (neither resumed nor discarded)."""
+    existing = (work / JOURNAL_FILE).exists()
+    if existing and not resume and not discard:
+        raise IndexDirError(f"{work}: an interrupted ingest left a checkpoint here; pass --resume to finish it "
+                            "or --overwrite to discard it")
+    return existing
+
+
+@dataclass(frozen=True)
+class Part:
+    index: int
+    rows: int
+    sha256: str
+    ids_sha256: str
+
+
+class Journal:
+    """The committed parts of one (possibly interrupted) run, in `work`; one writer at a time.
+
+    `header` describes the job (plan fingerprint, resources, file list): resuming a journal
+    written for a different job is refused, since its parts would not be this job's output.
+    """
+
+    def __init__(self, work: Path, header: dict[str, Any], *, resume: bool, discard: bool = False) -> None:
+        self.work = work
+        self.header = {"format": FORMAT, **header}
+        self.parts: list[Part] = []
+        self.recovered = 0  # parts found intact when resuming
+        existing = check_checkpoint(work, resume=resume, discard=discard)
+        work.mkdir(parents=True, exist_ok=True)
+        self._lock = open(work / LOCK_FILE, "a")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise IndexDirError(f"{work}: another aaflow process is ingesting into this index") from None
+        if existing and resume:
+            self._recover()
+        else:
+            self._start()
+
+    @property
+    def rows(self) -> int:
+        return sum(p.rows for p in self.parts)
+
+    def _start(self) -> None:
+        for stale in self.work.glob("part-*"):
+            stale.unlink()
+        self._write_lines([self.header])
+
+    def _recover(self) -> None:
+        lines = (self.work / JOURNAL_FILE).read_text().split("\n")
+        entries = []
+        for line in lines[:-1]:  # the text after the last newline is a torn write, if anything
+            entries.append(json.loads(line))
+        if not entries or entries[0] != self.header:
+            found = entries[0] if entries else {}
+            diff = sorted(k for k in set(found) | set(self.header) if found.get(k) != self.header.get(k))
+            raise IndexDirError(f"{self.work}: the checkpoint belongs to a different job (differs in {', '.join(diff)}); "
+                                "rerun with the same inputs and settings, or pass --overwrite to start over")
+        for entry in entries[1:]:
+            part = Part(**entry)
+            path = self.work / PART_FILE.format(part.index)
+            if part.index != len(self.parts) or not path.exists() or file_sha256(path) != part.sha256:
+                break
+            self.parts.append(part)
+        keep = {PART_FILE.format(p.index) for p in self.parts}
+        for stale in self.work.glob("part-*"):
+            if stale.name not in keep:
+                stale.unlink()
+        self._write_lines([self.header, *(asdict(p) for p in self.parts)])
+        self.recovered = len(self.parts)
+
+    def _write_lines(self, entries: list[dict[str, Any]]) -> None:
+        tmp = self.work / (JOURNAL_FILE + ".tmp")
+        with open(tmp, "w") as f:
+            f.write("".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.rename(self.work / JOURNAL_FILE)
+        fsync_dir(self.work)
+
+    def commit(self, batch: pa.RecordBatch) -> Part:
+        """Make `batch` durable as the next part; only then does the journal name it."""
+        index = len(self.parts)
+        path = self.work / PART_FILE.format(index)
+        tmp = path.with_suffix(".tmp")
+        with pq.ParquetWriter(tmp, batch.schema) as writer:
+            writer.write_batch(batch)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        tmp.rename(path)
+        fsync_dir(self.work)
+        part = Part(index, batch.num_rows, file_sha256(path), ids_sha256(batch.column("chunk_id")))
+        with open(self.work / JOURNAL_FILE, "a") as f:
+            f.write(json.dumps(asdict(part), sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.parts.append(part)
+        return part
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """Every committed part as one batch, in commit order (one part in memory at a time)."""
+        for part in self.parts:
+            table = pq.read_table(self.work / PART_FILE.format(part.index))
+            yield from table.combine_chunks().to_batches(max_chunksize=max(1, table.num_rows))
+
+    def close(self) -> None:
+        if not self._lock.closed:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+
+    def remove(self) -> None:
+        """Delete the checkpoint: the job is published (or had nothing worth keeping)."""
+        self.close()
+        shutil.rmtree(self.work, ignore_errors=True)
