@@ -2,7 +2,7 @@
 
 The store is built untimed from a small pydoc corpus; the chat model is the EchoChat endpoint
 (fixed latency) in a subprocess on 127.0.0.1. Sides alternate order each repetition; medians and
-every run go to JSON. (`langchain_bench.py` runs this together with the ingestion comparison.)
+every run go to JSON. Run: `python -m benchmarks.langchain_rag` (`langchain_bench.py` adds ingestion).
 """
 from __future__ import annotations
 
