@@ -7,28 +7,14 @@ search of the concatenated vectors, whatever the number of shards or ranks.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pyarrow as pa
 
+from aaflow_core.stores.search import exact_topk
+
+__all__ = ["HIT_SCHEMA", "exact_topk", "hits_of", "merge_topk"]
+
 HIT_SCHEMA = pa.schema([("qid", pa.int64()), ("score", pa.float32()), ("row", pa.int64())])
-
-
-def exact_topk(index: Any, queries: np.ndarray, k: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, global ids), each (n, min(k, ntotal)), ordered by score desc then id asc."""
-    n_rows = int(index.ntotal)
-    take = min(k, n_rows)
-    if take == 0 or len(queries) == 0:
-        return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-    fetch = take
-    while True:
-        scores, ids = index.search(queries, fetch)
-        if fetch == n_rows or bool(np.all(scores[:, fetch - 1] < scores[:, take - 1])):
-            break
-        fetch = min(2 * fetch, n_rows)  # a tie may reach past the k-th place: look further
-    order = np.lexsort((ids, -scores), axis=-1)[:, :take]
-    return np.take_along_axis(scores, order, -1), np.take_along_axis(ids, order, -1) + offset
 
 
 def hits_of(scores: np.ndarray, ids: np.ndarray, qids: np.ndarray | None = None) -> pa.Table:

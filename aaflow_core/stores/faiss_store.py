@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from aaflow_core.dataplane.views import embedding_matrix
 from aaflow_core.errors import IndexDirError
+from aaflow_core.stores.search import exact_topk
 
 INDEX_FILE = "index.faiss"
 ROWS_FILE = "chunks.parquet"
@@ -183,8 +184,8 @@ class IndexReader:
         return self.rows.num_rows
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Batched search: (scores, ids), each (n_queries, k); ids are -1 where fewer than k rows exist."""
-        return self.index.search(queries, min(k, max(len(self), 1)))
+        """Batched exact search: (scores, ids), each (n_queries, min(k, rows)), ties to the lower row."""
+        return exact_topk(self.index, queries, k)
 
     def vectors(self) -> np.ndarray:
         """All stored vectors, in row order (a copy out of FAISS)."""
