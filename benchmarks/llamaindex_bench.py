@@ -138,8 +138,6 @@ def stage_phases(busy: dict[str, float]) -> dict[str, float]:
 def ingest_side(corpus: str, config: str, kind: str = "local", base_url: str | None = None,
                 id_func: bool = False, keep_vectors: bool = True) -> Callable[[], dict[str, Any]]:
     """Suite side: one `config` (see LOCAL/REMOTE), a fresh pipeline (and cache) per run, model shared."""
-    import asyncio
-
     transformations = steps(kind, base_url, id_func)
     warm(pipeline(kind, config, base_url, transformations))
     clock = EmbedClock()
@@ -152,10 +150,7 @@ def ingest_side(corpus: str, config: str, kind: str = "local", base_url: str | N
         pipe = pipeline(kind, config, base_url, transformations)
         clock.seconds = 0.0
         t1 = time.perf_counter()
-        if config.endswith("arun"):
-            nodes = asyncio.run(pipe.arun(documents=docs))
-        else:
-            nodes = pipe.run(documents=docs, num_workers=2 if config.endswith("workers2") else None)
+        nodes = run_config(pipe, config, docs)
         wall = time.perf_counter() - t0
         stats = getattr(pipe, "last_run", None)
         if stats is not None:
@@ -173,6 +168,15 @@ def ingest_side(corpus: str, config: str, kind: str = "local", base_url: str | N
     return run
 
 
+def run_config(pipe: Any, config: str, docs: list[Any]) -> list[Any]:
+    """Run `pipe` the way `config` names it: `...arun` (async), `...workers2`, or plain `run`."""
+    import asyncio
+
+    if config.endswith("arun"):
+        return asyncio.run(pipe.arun(documents=docs))
+    return pipe.run(documents=docs, num_workers=2 if config.endswith("workers2") else None)
+
+
 def warm(pipe: Any) -> None:
     """Load tokenizer data and run the model once, outside the timed region."""
     from llama_index.core import Document
@@ -183,18 +187,13 @@ def warm(pipe: Any) -> None:
 
 def child(kind: str, config: str, corpus: Path, base_url: str | None) -> dict[str, Any]:
     """One measured configuration (runs in a fresh process)."""
-    import asyncio
-
     import numpy as np
 
     docs = documents(corpus)
     pipe = pipeline(kind, config, base_url)
     warm(pipe)
     t0 = time.perf_counter()
-    if config.endswith("arun"):
-        nodes = asyncio.run(pipe.arun(documents=docs))
-    else:
-        nodes = pipe.run(documents=docs, num_workers=2 if config.endswith("workers2") else None)
+    nodes = run_config(pipe, config, docs)
     wall = time.perf_counter() - t0
     out: dict[str, Any] = {"wall_s": wall, "nodes": len(nodes), "vectors": int(pipe.vector_store.client.ntotal),
                            "embedding_checksum": float(np.asarray([n.embedding for n in nodes]).sum())}

@@ -235,6 +235,7 @@ def base_manifest(config: IngestConfig, ranks: int, digests: pa.Table, skipped: 
 
 
 def no_input(skipped: Sequence[SkippedItem]) -> NoInputError:
+    """The one "nothing to ingest" error, naming every skipped item and why."""
     reasons = "; ".join(f"{s.item}: {s.reason}" for s in skipped) or "no paths given"
     return NoInputError(f"nothing to ingest ({reasons})")
 
@@ -273,7 +274,7 @@ def ingest(config: IngestConfig, files: Sequence[tuple[str, str]] | None = None,
     try:
         all_skipped = [*skipped, *run.skipped]
         if not run.digests.num_rows:
-            raise NoInputError("nothing to ingest: " + "; ".join(f"{s.item}: {s.reason}" for s in all_skipped))
+            raise no_input(all_skipped)
         manifest = {**base_manifest(config, 1, run.digests, all_skipped), "phases_s": run.phases_s,
                     "model_load_s": run.model_load_s, "total_s": run.total_s, "job_sha256": job_sha256(job),
                     "resumed_parts": run.journal.recovered}

@@ -18,7 +18,6 @@ import pyarrow as pa
 
 from aaflow_core.dataplane.schemas import PATHS
 from aaflow_core.distributed import Comm
-from aaflow_core.errors import NoInputError
 from aaflow_core.operators.load import SkippedItem
 from aaflow_core.pipelines.ingest import (
     ROW_DIGESTS, IngestConfig, IngestResult, base_manifest, no_input, resumable, run_local,
@@ -126,7 +125,7 @@ def publish(config: IngestConfig, comm: Comm, staging: Path, digests: pa.Table, 
             skipped: list[SkippedItem]) -> dict:
     """Rank 0: the manifest over all rows in global document order, then the atomic rename."""
     if not digests.num_rows:
-        raise NoInputError("nothing to ingest: " + "; ".join(f"{s.item}: {s.reason}" for s in skipped))
+        raise no_input(skipped)
     ranks = [{"rank": r, "chunks": c, **json.loads(s)} for r, c, s in zip(*per_rank.to_pydict().values())]
     with_rows = [r for r in ranks if r["chunks"]]
     manifest = {
