@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from aaflow_core.dataplane.views import embedding_matrix
 from aaflow_core.distributed.comm import Comm
 from aaflow_core.distributed.topk import HIT_SCHEMA, exact_topk, hits_of, merge_topk
-from aaflow_core.stores.faiss_store import INDEX_FILE, ROWS_FILE, Shard, index_shards
+from aaflow_core.stores.faiss_store import ROWS_FILE, Shard, index_shards, read_vectors
 
 ROW_COLUMNS = ("chunk_id", "source", "text")
 RESULT_SCHEMA = HIT_SCHEMA
@@ -24,13 +24,11 @@ for _name in ROW_COLUMNS:
 
 def search_shards(shards: Sequence[Shard], queries: pa.Table, k: int) -> pa.Table:
     """Each shard's exact top-k for every query, joined with its stored rows (RESULT_SCHEMA)."""
-    import faiss
-
     vectors = embedding_matrix(queries.column("embedding"))
     qids = queries.column("qid").to_numpy()
     parts = [RESULT_SCHEMA.empty_table()]
     for shard in shards:
-        index = faiss.read_index(str(shard.path / INDEX_FILE))
+        index = read_vectors(shard.path)
         scores, ids = exact_topk(index, vectors, k, offset=shard.offset)
         hits = hits_of(scores, ids, qids)
         rows = pq.read_table(shard.path / ROWS_FILE, columns=list(ROW_COLUMNS), memory_map=True)

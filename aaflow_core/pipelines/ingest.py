@@ -94,46 +94,69 @@ class IngestResult:
     skipped: list[SkippedItem]
 
 
-ROW_DIGESTS = pa.schema([("doc_id", pa.string()), ("row", pa.binary(32)), ("chunk", pa.binary(32))])
+ROW_DIGESTS = pa.schema([("row", pa.binary(32)), ("chunk", pa.binary(32))])
 
 
 class OutputHasher:
-    """One digest per stored row, in order; the output hashes are sha256 over those digests.
+    """Streams the manifest's output hashes over the stored rows, in order.
 
-    `row` covers (chunk_id, text, embedding bytes): equal on reruns with the same resources.
-    `chunk` covers (chunk_id, text) only: equal for any number of ranks, since embedding bits
-    depend on how rows were batched for the model. Per-row digests concatenated in global
-    document order give the same value whether one rank or N ranks produced the rows.
+    Each row gets two digests: `row` covers (chunk_id, text, embedding bytes), equal on reruns
+    with the same resources; `chunk` covers (chunk_id, text) only, equal for any number of
+    ranks, since embedding bits depend on how rows were batched for the model. The output
+    hashes are sha256 over the digests concatenated in global document order, so one rank or
+    N ranks give the same value. The hashes are running ones: memory does not grow with the
+    corpus, unless `keep` holds the digests (64 bytes a row) for a rank to send to rank 0.
     """
 
-    def __init__(self) -> None:
-        self.doc_ids: list[str] = []
-        self.rows: list[bytes] = []
-        self.chunks: list[bytes] = []
+    def __init__(self, keep: bool = False) -> None:
+        self.documents = 0
+        self.chunks = 0
+        self._last_doc: str | None = None
+        self._row_hash, self._chunk_hash = hashlib.sha256(), hashlib.sha256()
+        self._kept: tuple[bytearray, bytearray] | None = (bytearray(), bytearray()) if keep else None
 
     def update(self, batch: pa.RecordBatch) -> None:
         if not batch.num_rows:
             return
         vectors = embedding_matrix(batch.column("embedding"))
-        for i, (cid, text) in enumerate(zip(batch.column("chunk_id").to_pylist(), batch.column("text").to_pylist())):
+        columns = (batch.column(c).to_pylist() for c in ("doc_id", "chunk_id", "text"))
+        for i, (doc, cid, text) in enumerate(zip(*columns)):
+            if doc != self._last_doc:  # rows arrive grouped by document
+                self.documents, self._last_doc = self.documents + 1, doc
             base = hashlib.sha256(cid.encode() + b"\0" + text.encode() + b"\0")
-            self.chunks.append(base.digest())
+            chunk = base.digest()
             base.update(vectors[i])
-            self.rows.append(base.digest())
-        self.doc_ids.extend(batch.column("doc_id").to_pylist())
+            row = base.digest()
+            self._row_hash.update(row)
+            self._chunk_hash.update(chunk)
+            if self._kept is not None:
+                self._kept[0].extend(row)
+                self._kept[1].extend(chunk)
+        self.chunks += batch.num_rows
+
+    def summary(self) -> dict[str, Any]:
+        return {"counts": {"documents": self.documents, "chunks": self.chunks},
+                "output_sha256": self._row_hash.hexdigest(), "chunks_sha256": self._chunk_hash.hexdigest()}
 
     def table(self) -> pa.Table:
-        return pa.table([pa.array(self.doc_ids, pa.string()), pa.array(self.rows, pa.binary(32)),
-                         pa.array(self.chunks, pa.binary(32))], schema=ROW_DIGESTS)
+        """The kept per-row digests (for `summarize` on rank 0)."""
+        assert self._kept is not None, "OutputHasher(keep=True) keeps the digests"
+        n = self.chunks
+        columns = [pa.Array.from_buffers(pa.binary(32), n, [None, pa.py_buffer(bytes(b))]) for b in self._kept]
+        return pa.table(columns, schema=ROW_DIGESTS)
 
 
-def summarize(digests: pa.Table) -> dict[str, Any]:
-    """Counts and output hashes of the rows of `digests`, taken in their (global) order."""
-    return {
-        "counts": {"documents": len(set(digests.column("doc_id").to_pylist())), "chunks": digests.num_rows},
-        "output_sha256": hashlib.sha256(b"".join(digests.column("row").to_pylist())).hexdigest(),
-        "chunks_sha256": hashlib.sha256(b"".join(digests.column("chunk").to_pylist())).hexdigest(),
-    }
+def summarize(digests: pa.Table, documents: int) -> dict[str, Any]:
+    """The manifest's counts and output hashes from per-row digests gathered in global order."""
+    def over(column: pa.ChunkedArray) -> str:
+        hasher = hashlib.sha256()
+        for part in column.chunks:
+            if len(part):
+                hasher.update(memoryview(part.buffers()[1])[part.offset * 32 : (part.offset + len(part)) * 32])
+        return hasher.hexdigest()
+
+    return {"counts": {"documents": documents, "chunks": digests.num_rows},
+            "output_sha256": over(digests.column("row")), "chunks_sha256": over(digests.column("chunk"))}
 
 
 def path_batches(files: Sequence[tuple[str, str]], per_batch: int) -> Iterator[pa.RecordBatch]:
@@ -148,7 +171,7 @@ class LocalRun:
 
     writer: IndexWriter
     journal: Journal
-    digests: pa.Table
+    hasher: OutputHasher
     skipped: list[SkippedItem]
     phases_s: dict[str, float]
     model_load_s: float
@@ -166,7 +189,8 @@ def job_sha256(job: dict[str, Any]) -> str:
 
 
 def run_local(config: IngestConfig, files: Sequence[tuple[str, str]], *, ranks: int = 1,
-              upsert_dir: str | None = None, work: Path | None = None, progress: bool | None = None) -> LocalRun:
+              upsert_dir: str | None = None, work: Path | None = None, progress: bool | None = None,
+              keep_digests: bool = False) -> LocalRun:
     """Stream `files` through load -> chunk -> embed -> journal parts, then assemble an unpublished writer.
 
     The checkpoint in `work` (default: beside the index) survives a failure or a kill so that
@@ -198,7 +222,7 @@ def run_local(config: IngestConfig, files: Sequence[tuple[str, str]], *, ranks: 
                     pass
                 skipped = list(ex.operators["load"].skipped)  # type: ignore[attr-defined]
                 phases = {phase: round(ex.stats[name].busy_s, 4) for phase, name in PHASES.items()}
-        hasher, kept = OutputHasher(), []
+        hasher, kept = OutputHasher(keep=keep_digests), []
 
         def stored(batch: pa.RecordBatch) -> None:
             hasher.update(batch)
@@ -212,11 +236,13 @@ def run_local(config: IngestConfig, files: Sequence[tuple[str, str]], *, ranks: 
         else:
             journal.remove()
         raise
-    return LocalRun(writer, journal, hasher.table(), skipped, phases, round(model_load_s, 4),
+    return LocalRun(writer, journal, hasher, skipped, phases, round(model_load_s, 4),
                     round(time.perf_counter() - t0, 4), kept)
 
 
-def base_manifest(config: IngestConfig, ranks: int, digests: pa.Table, skipped: Sequence[SkippedItem]) -> dict[str, Any]:
+def base_manifest(config: IngestConfig, ranks: int, summary: dict[str, Any],
+                  skipped: Sequence[SkippedItem]) -> dict[str, Any]:
+    """The manifest's common part; `summary` holds the counts and output hashes (OutputHasher.summary)."""
     plan = config.workflow(ranks).compile()
     embedder = config.embedder()
     manifest = {
@@ -228,9 +254,9 @@ def base_manifest(config: IngestConfig, ranks: int, digests: pa.Table, skipped: 
         "embed_mode": embedder.mode.to_dict(),
         "skipped": [asdict(s) for s in skipped],
         "versions": package_versions(),
-        **summarize(digests),
+        **summary,
     }
-    manifest["counts"]["skipped"] = len(skipped)
+    manifest["counts"] = {**summary["counts"], "skipped": len(skipped)}
     return manifest
 
 
@@ -273,9 +299,9 @@ def ingest(config: IngestConfig, files: Sequence[tuple[str, str]] | None = None,
     run = run_local(config, files, progress=config.progress)
     try:
         all_skipped = [*skipped, *run.skipped]
-        if not run.digests.num_rows:
+        if not run.hasher.chunks:
             raise no_input(all_skipped)
-        manifest = {**base_manifest(config, 1, run.digests, all_skipped), "phases_s": run.phases_s,
+        manifest = {**base_manifest(config, 1, run.hasher.summary(), all_skipped), "phases_s": run.phases_s,
                     "model_load_s": run.model_load_s, "total_s": run.total_s, "job_sha256": job_sha256(job),
                     "resumed_parts": run.journal.recovered}
         if config.accuracy_report:

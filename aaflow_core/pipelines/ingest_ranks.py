@@ -20,13 +20,14 @@ from aaflow_core.dataplane.schemas import PATHS
 from aaflow_core.distributed import Comm
 from aaflow_core.operators.load import SkippedItem
 from aaflow_core.pipelines.ingest import (
-    ROW_DIGESTS, IngestConfig, IngestResult, base_manifest, no_input, resumable, run_local,
+    ROW_DIGESTS, IngestConfig, IngestResult, base_manifest, no_input, resumable, run_local, summarize,
 )
 from aaflow_core.stores.faiss_store import SHARD_DIR, check_target, clear_stale, new_staging, publish_staging
 from aaflow_core.stores.journal import work_dir_for
 
 SKIPPED = pa.schema([("item", pa.string()), ("reason", pa.string())])
-RANK_STATS = pa.schema([("rank", pa.int32()), ("chunks", pa.int64()), ("stats", pa.string())])
+RANK_STATS = pa.schema([("rank", pa.int32()), ("chunks", pa.int64()), ("documents", pa.int64()),
+                        ("stats", pa.string())])
 
 
 def file_bytes(path: str) -> int:
@@ -89,15 +90,15 @@ def build_shards(config: IngestConfig, comm: Comm, table: pa.Table, staging: Pat
     mine = table.slice(part.start, len(part))
     my_files = list(zip(mine.column("path").to_pylist(), mine.column("source").to_pylist()))
     shard_dir = staging / SHARD_DIR.format(comm.rank)
-    digests, skipped, stats, error = ROW_DIGESTS.empty_table(), [], {}, None
+    digests, documents, skipped, stats, error = ROW_DIGESTS.empty_table(), 0, [], {}, None
     try:
         if my_files:
-            run = run_local(config, my_files, ranks=comm.size, upsert_dir=str(shard_dir),
+            run = run_local(config, my_files, ranks=comm.size, upsert_dir=str(shard_dir), keep_digests=True,
                             work=rank_work(config, comm.rank), progress=False if not comm.is_root else config.progress)
-            digests, skipped = run.digests, run.skipped
+            digests, documents, skipped = run.hasher.table(), run.hasher.documents, run.skipped
             stats = {"phases_s": run.phases_s, "model_load_s": run.model_load_s, "total_s": run.total_s}
             if digests.num_rows:
-                run.writer.publish({**base_manifest(config, comm.size, digests, skipped), **stats})
+                run.writer.publish({**base_manifest(config, comm.size, run.hasher.summary(), skipped), **stats})
             else:
                 run.writer.discard()
             run.journal.close()
@@ -109,6 +110,7 @@ def build_shards(config: IngestConfig, comm: Comm, table: pa.Table, staging: Pat
     mine_stats = {**stats, "bytes_sent": comm.stats.bytes_sent}
     per_rank = comm.gather_table(pa.table({"rank": pa.array([comm.rank], pa.int32()),
                                            "chunks": pa.array([digests.num_rows], pa.int64()),
+                                           "documents": pa.array([documents], pa.int64()),
                                            "stats": [json.dumps(mine_stats)]}, schema=RANK_STATS))
     manifest, error = None, None
     if comm.is_root:
@@ -126,10 +128,12 @@ def publish(config: IngestConfig, comm: Comm, staging: Path, digests: pa.Table, 
     """Rank 0: the manifest over all rows in global document order, then the atomic rename."""
     if not digests.num_rows:
         raise no_input(skipped)
-    ranks = [{"rank": r, "chunks": c, **json.loads(s)} for r, c, s in zip(*per_rank.to_pydict().values())]
+    ranks = [{"rank": r, "chunks": c, "documents": d, **json.loads(s)}
+             for r, c, d, s in zip(*per_rank.to_pydict().values())]
     with_rows = [r for r in ranks if r["chunks"]]
+    summary = summarize(digests, documents=sum(r["documents"] for r in ranks))  # a document lives on one rank
     manifest = {
-        **base_manifest(config, comm.size, digests, skipped),
+        **base_manifest(config, comm.size, summary, skipped),
         "shards": [{"dir": SHARD_DIR.format(r["rank"]), "rows": r["chunks"]} for r in with_rows],
         "phases_s": {p: max(r["phases_s"][p] for r in with_rows) for p in with_rows[0]["phases_s"]},
         "model_load_s": max(r["model_load_s"] for r in with_rows),

@@ -1,9 +1,11 @@
 """A FAISS inner-product index plus a Parquet sidecar of its rows, written atomically.
 
-Row i of `chunks.parquet` is vector i of `index.faiss`. A writer stages everything in a
-sibling temporary directory and publishes it with a rename, so a crash or a failed rank
-never leaves a half-written index where a good one was, and a directory that is not an
-aaflow index is never touched.
+Row i of `chunks.parquet` is vector i of the index. The vectors are written in segments of
+at most `SEGMENT_BYTES` (`index.faiss`, then `index-00001.faiss`, ...), so a writer holds one
+segment in memory whatever the corpus size. A writer stages everything in a sibling
+temporary directory and publishes it with a rename, so a crash or a failed rank never leaves
+a half-written index where a good one was, and a directory that is not an aaflow index is
+never touched.
 """
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ from aaflow_core.errors import IndexDirError
 from aaflow_core.stores.search import exact_topk
 
 INDEX_FILE = "index.faiss"
+SEGMENT_FILE = "index-{:05d}.faiss"
+SEGMENT_BYTES = 32 * 2**20  # 21845 rows of 384 float32 dimensions
 ROWS_FILE = "chunks.parquet"
 MANIFEST_FILE = "manifest.json"
 FORMAT = "aaflow-index/1"
@@ -122,13 +126,38 @@ def index_shards(path: str | os.PathLike[str]) -> list[Shard]:
     return shards
 
 
-class IndexWriter:
-    """Streams rows and vectors into a staging directory; `publish` makes them the index."""
+def segment_path(shard: Path, k: int) -> Path:
+    return shard / (INDEX_FILE if k == 0 else SEGMENT_FILE.format(k))
 
-    def __init__(self, target: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+
+def read_vectors(shard: Path) -> Any:
+    """One shard's FAISS index: its segments read and merged in row order."""
+    index = _faiss().read_index(str(segment_path(shard, 0)))
+    k = 1
+    while segment_path(shard, k).exists():
+        index.merge_from(_faiss().read_index(str(segment_path(shard, k))))
+        k += 1
+    return index
+
+
+class IndexWriter:
+    """Streams rows and vectors into a staging directory; `publish` makes them the index.
+
+    Rows go to the Parquet sidecar batch by batch; vectors to a FAISS segment that is written
+    out every `segment_bytes` (whole rows, at least one), so memory stays bounded however many
+    rows are added; the boundaries depend only on the row count and the dimension.
+    """
+
+    def __init__(self, target: str | os.PathLike[str], *, overwrite: bool = False,
+                 segment_bytes: int = SEGMENT_BYTES) -> None:
+        if segment_bytes < 1:
+            raise ValueError(f"segment_bytes must be >= 1, got {segment_bytes}")
         self.target = Path(target)
         check_target(self.target, overwrite)
         self.staging = new_staging(self.target)
+        self.segment_bytes = segment_bytes
+        self.segment_rows = 0  # known at the first batch, from its dimension
+        self.segments = 0  # written so far
         self._index: Any = None
         self._rows: pq.ParquetWriter | None = None
         self.count = 0
@@ -136,22 +165,36 @@ class IndexWriter:
     def add(self, batch: pa.RecordBatch) -> None:
         """Add a batch with an `embedding` column; FAISS receives a view of its Arrow buffer."""
         vectors = embedding_matrix(batch.column("embedding"))
-        if self._index is None:
-            self._index = _faiss().IndexFlatIP(vectors.shape[1])
-        self._index.add(vectors)
+        start = 0
+        while start < len(vectors):
+            if self._index is None:
+                self._index = _faiss().IndexFlatIP(vectors.shape[1])
+                self.segment_rows = max(1, self.segment_bytes // vectors[0].nbytes)
+            take = min(len(vectors) - start, self.segment_rows - self._index.ntotal)
+            self._index.add(vectors[start : start + take])
+            start += take
+            if self._index.ntotal == self.segment_rows:
+                self._write_segment()
         rows = batch.drop_columns(["embedding"])
         if self._rows is None:
-            self._rows = pq.ParquetWriter(self.staging / ROWS_FILE, rows.schema)
+            # no column statistics: min/max of every text row group would fill the footer,
+            # which the writer holds in memory until it closes
+            self._rows = pq.ParquetWriter(self.staging / ROWS_FILE, rows.schema, write_statistics=False)
         self._rows.write_batch(rows)
         self.count += batch.num_rows
 
+    def _write_segment(self) -> None:
+        _faiss().write_index(self._index, str(segment_path(self.staging, self.segments)))
+        self.segments += 1
+        self._index = None
+
     def finish(self) -> None:
-        """Write the index file and close the sidecar (still in staging)."""
+        """Write the last segment and close the sidecar (still in staging)."""
         if self._rows is not None:
             self._rows.close()
             self._rows = None
         if self._index is not None:
-            _faiss().write_index(self._index, str(self.staging / INDEX_FILE))
+            self._write_segment()
 
     def publish(self, manifest: dict[str, Any]) -> Path:
         """Write the manifest and atomically swap the staging directory into place."""
@@ -176,9 +219,9 @@ class IndexReader:
         self.manifest = read_manifest(self.path)
         shards = index_shards(self.path)
         self.rows = pa.concat_tables([pq.read_table(s.path / ROWS_FILE, memory_map=True) for s in shards])
-        self.index = _faiss().read_index(str(shards[0].path / INDEX_FILE))
+        self.index = read_vectors(shards[0].path)
         for shard in shards[1:]:
-            self.index.merge_from(_faiss().read_index(str(shard.path / INDEX_FILE)))
+            self.index.merge_from(read_vectors(shard.path))
 
     def __len__(self) -> int:
         return self.rows.num_rows
