@@ -27,6 +27,9 @@ def register(sub: Any) -> None:
                    help="threads per process (default: the cores, split between the MPI ranks on this node)")
     p.add_argument("--glob", default=None, help="take files matching this pattern instead of known suffixes")
     p.add_argument("--overwrite", action="store_true", help="replace an existing aaflow index")
+    p.add_argument("--update", action="store_true",
+                   help="bring an existing index up to date: unchanged documents are skipped, changed ones "
+                        "replace their chunks, new ones are added")
     p.add_argument("--resume", action="store_true",
                    help="finish an interrupted run from its checkpoint (same inputs and settings); "
                         "the result equals an uninterrupted run")
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         config = IngestConfig(
             paths=tuple(args.paths), index_dir=args.index, chunk_size=args.chunk_size,
             chunk_overlap=args.chunk_overlap, batch_size=args.batch_size, window=max(args.window, args.batch_size),
-            threads=threads, glob=args.glob, overwrite=args.overwrite, resume=args.resume,
+            threads=threads, glob=args.glob, overwrite=args.overwrite, resume=args.resume, update=args.update,
             files_per_batch=args.files_per_batch,
             progress=False if args.no_progress else None,
             precision=args.precision, embed_backend=args.embed_backend, accuracy_report=args.accuracy_report,
@@ -72,6 +75,13 @@ def run(args: argparse.Namespace) -> int:
     for item in result.skipped:
         print(f"aaflow ingest: skipped {item.item}: {item.reason}", file=sys.stderr)
     phases = "  ".join(f"{k}={v:.2f}s" for k, v in m["phases_s"].items())
+    if "update" in m:
+        u = m["update"]
+        print(f"update: {u['unchanged']} unchanged, {u['changed']} changed, {u['new']} new documents; "
+              f"{u['kept_not_in_input']} kept that the input does not name")
+        if not u["changed"] and not u["new"]:
+            print(f"index {result.index_dir} is up to date; nothing embedded")
+            return EXIT_SKIPPED if result.skipped else EXIT_OK
     print(f"ingested {m['counts']['documents']} documents, {m['counts']['chunks']} chunks into {result.index_dir}")
     print(f"phases: {phases}  total={m['total_s']:.2f}s (model load {m['model_load_s']:.2f}s)")
     if comm.size > 1:

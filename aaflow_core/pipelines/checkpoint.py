@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,11 +100,15 @@ def checkpointed(stages: Stages, journal: Journal) -> Stages:
     return out
 
 
-def assemble(journal: Journal, target: Path, on_batch: Callable[[pa.RecordBatch], None]) -> IndexWriter:
-    """Stream the parts, in order, into an unpublished index writer; `on_batch` sees each (hashing)."""
+def assemble(journal: Journal, target: Path, on_batch: Callable[[pa.RecordBatch], None],
+             before: Iterable[pa.RecordBatch] = ()) -> IndexWriter:
+    """Stream `before` (rows kept from an index being updated), then the parts, into an unpublished writer.
+
+    `on_batch` sees every batch written, in order (hashing).
+    """
     writer = IndexWriter(target, overwrite=True)
     try:
-        for batch in journal.batches():
+        for batch in itertools.chain(before, journal.batches()):
             writer.add(batch)
             on_batch(batch)
         writer.finish()

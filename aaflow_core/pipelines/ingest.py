@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ class IngestConfig:
     model: str | None = None
     overwrite: bool = False
     resume: bool = False  # finish an interrupted run from its checkpoint (see pipelines.checkpoint)
+    update: bool = False  # bring an existing index up to date (see pipelines.update)
     max_file_bytes: int = 64 * 2**20
     backend: str = "threads"
     progress: bool | None = None
@@ -66,6 +67,8 @@ class IngestConfig:
         for name in ("batch_size", "window", "threads", "files_per_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, getattr(self, name), "must be >= 1")
+        if self.update and self.overwrite:
+            raise ConfigError("update", True, "conflicts with overwrite (update keeps the index, overwrite replaces it)")
         if self.window < self.batch_size:
             raise ConfigError("window", self.window, f"must be >= batch_size ({self.batch_size})")
         self.workflow()  # the operator specs validate their own parameters
@@ -190,8 +193,10 @@ def job_sha256(job: dict[str, Any]) -> str:
 
 def run_local(config: IngestConfig, files: Sequence[tuple[str, str]], *, ranks: int = 1,
               upsert_dir: str | None = None, work: Path | None = None, progress: bool | None = None,
-              keep_digests: bool = False) -> LocalRun:
+              keep_digests: bool = False, before: Iterable[pa.RecordBatch] = ()) -> LocalRun:
     """Stream `files` through load -> chunk -> embed -> journal parts, then assemble an unpublished writer.
+
+    The writer gets the rows of `before` (kept from an index being updated) ahead of the new ones.
 
     The checkpoint in `work` (default: beside the index) survives a failure or a kill so that
     `resume` finishes the job; it is removed by the caller once the index is published.
@@ -229,7 +234,7 @@ def run_local(config: IngestConfig, files: Sequence[tuple[str, str]], *, ranks: 
             if config.accuracy_report:
                 kept.append(batch)
 
-        writer = assemble(journal, Path(upsert_dir or config.index_dir), stored)
+        writer = assemble(journal, Path(upsert_dir or config.index_dir), stored, before)
     except BaseException:
         if journal.parts:
             journal.close()  # keep what is committed: --resume continues from it
@@ -281,8 +286,9 @@ def ingest(config: IngestConfig, files: Sequence[tuple[str, str]] | None = None,
     if comm.size > 1:
         from aaflow_core.pipelines.ingest_ranks import ingest_ranks
 
-        if config.accuracy_report:
-            raise ConfigError("accuracy_report", True, "is computed on one rank only; run it without mpiexec")
+        for name in ("accuracy_report", "update"):
+            if getattr(config, name):
+                raise ConfigError(name, True, "runs on one rank only; run it without mpiexec")
 
         return ingest_ranks(config, comm, files, skipped)
     if files is None:
@@ -290,6 +296,10 @@ def ingest(config: IngestConfig, files: Sequence[tuple[str, str]] | None = None,
         skipped = [*skipped, *found_skipped]
     if not files:
         raise no_input(skipped)
+    if config.update and is_aaflow_index(Path(config.index_dir)):
+        from aaflow_core.pipelines.update import update
+
+        return update(config, files, skipped)
     job = job_of(config, files)
     done = finished_job(config, job)
     if done is not None:

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aaflow_core.dataplane.views import embedding_matrix
+from aaflow_core.dataplane.views import embedding_column, embedding_matrix
 from aaflow_core.errors import IndexDirError
 from aaflow_core.stores.search import exact_topk
 
@@ -130,14 +131,42 @@ def segment_path(shard: Path, k: int) -> Path:
     return shard / (INDEX_FILE if k == 0 else SEGMENT_FILE.format(k))
 
 
+def segment_paths(shard: Path) -> list[Path]:
+    """A shard's vector segments, in row order."""
+    paths = [segment_path(shard, 0)]
+    while segment_path(shard, len(paths)).exists():
+        paths.append(segment_path(shard, len(paths)))
+    return paths
+
+
 def read_vectors(shard: Path) -> Any:
     """One shard's FAISS index: its segments read and merged in row order."""
-    index = _faiss().read_index(str(segment_path(shard, 0)))
-    k = 1
-    while segment_path(shard, k).exists():
-        index.merge_from(_faiss().read_index(str(segment_path(shard, k))))
-        k += 1
+    first, *rest = segment_paths(shard)
+    index = _faiss().read_index(str(first))
+    for path in rest:
+        index.merge_from(_faiss().read_index(str(path)))
     return index
+
+
+def stored_batches(path: str | os.PathLike[str], batch_rows: int = 4096) -> Iterator[pa.RecordBatch]:
+    """Every stored row with its vector (an `embedding` column), in global row order.
+
+    Streams: one Parquet batch of rows and one vector segment in memory at a time.
+    """
+    for shard in index_shards(path):
+        segments = iter(segment_paths(shard.path))
+        vectors, used = np.empty((0, 0), np.float32), 0
+        for batch in pq.ParquetFile(shard.path / ROWS_FILE).iter_batches(batch_size=batch_rows):
+            start = 0
+            while start < batch.num_rows:
+                if used == len(vectors):
+                    segment = _faiss().read_index(str(next(segments)))
+                    vectors, used = segment.reconstruct_n(0, segment.ntotal), 0
+                take = min(batch.num_rows - start, len(vectors) - used)
+                rows = batch.slice(start, take)
+                yield pa.RecordBatch.from_arrays([*rows.columns, embedding_column(vectors[used : used + take])],
+                                                 names=[*rows.schema.names, "embedding"])
+                start, used = start + take, used + take
 
 
 class IndexWriter:
