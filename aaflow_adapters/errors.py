@@ -36,7 +36,7 @@ class EmbeddingOutputError(InputError, ValueError):
 
 
 class EmbeddingDimError(EmbeddingOutputError, AssertionError):
-    """Vectors whose size differs from the index's (stock: faiss's bare AssertionError)."""
+    """Vectors whose size differs from the others' or the index's (stock: faiss's bare AssertionError)."""
 
 
 class DuplicateIdError(InputError, ValueError):
@@ -53,6 +53,14 @@ def user_error(err: AAFlowError) -> BaseException:
     if root is not err:
         root.add_note(f"aaflow: {err}")
     return root
+
+
+def a_type(value: object) -> str:
+    """'None', 'a str', 'an int': what a value is, for messages."""
+    if value is None:
+        return "None"
+    kind = type(value).__name__
+    return f"{'an' if kind[0].lower() in 'aeiou' else 'a'} {kind}"
 
 
 def name_items(names: Sequence[str], limit: int = 3) -> str:

@@ -14,7 +14,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.runnables.base import coerce_to_runnable
 
 from aaflow_adapters.errors import (
-    DocumentFieldError, EmbeddingOutputError, NotADocumentError, UnsupportedRunnableError,
+    DocumentFieldError, EmbeddingOutputError, NotADocumentError, UnsupportedRunnableError, a_type,
 )
 
 
@@ -28,7 +28,7 @@ def as_runnable(obj: Any, where: str = "runnable") -> Runnable[Any, Any]:
         return coerce_to_runnable(obj)
     if callable(obj):
         return coerce_to_runnable(obj)
-    raise UnsupportedRunnableError(where, f"is {_a(obj)}; AAFlowRunnable wraps a Runnable, or a callable or "
+    raise UnsupportedRunnableError(where, f"is {a_type(obj)}; AAFlowRunnable wraps a Runnable, or a callable or "
                                           "dict that LCEL turns into one")
 
 
@@ -44,11 +44,11 @@ def doc_label(i: int, doc: Any, name: str = "docs") -> str:
 def check_document(i: int, doc: Any, name: str = "docs") -> None:
     """What every splitter reads: a str `page_content` and a mapping `metadata`."""
     if not (hasattr(doc, "page_content") and hasattr(doc, "metadata")):
-        raise NotADocumentError(f"{name}[{i}]", f"is {_a(doc)}, not a Document (it has no page_content/metadata)")
+        raise NotADocumentError(f"{name}[{i}]", f"is {a_type(doc)}, not a Document (it has no page_content/metadata)")
     if not isinstance(doc.page_content, str):
-        raise DocumentFieldError(doc_label(i, doc, name), f"page_content is {_a(doc.page_content)}, expected a str")
+        raise DocumentFieldError(doc_label(i, doc, name), f"page_content is {a_type(doc.page_content)}, expected a str")
     if not isinstance(doc.metadata, Mapping):
-        raise DocumentFieldError(doc_label(i, doc, name), f"metadata is {_a(doc.metadata)}, expected a dict")
+        raise DocumentFieldError(doc_label(i, doc, name), f"metadata is {a_type(doc.metadata)}, expected a dict")
 
 
 def as_matrix(rows: Any, n: int, model: str, name: Callable[[int], str]) -> np.ndarray:
@@ -58,7 +58,7 @@ def as_matrix(rows: Any, n: int, model: str, name: Callable[[int], str]) -> np.n
     numbers per text, all of one size; stock FAISS raises ValueError for the same answers.
     """
     if rows is None or isinstance(rows, (str, bytes)) or not hasattr(rows, "__len__"):
-        raise EmbeddingOutputError(_span(n, name), f"{model} returned {_a(rows)}, expected {n} vectors")
+        raise EmbeddingOutputError(_span(n, name), f"{model} returned {a_type(rows)}, expected {n} vectors")
     if len(rows) != n:
         raise EmbeddingOutputError(_span(n, name), f"{model} returned {len(rows)} vectors for {n} texts")
     try:
@@ -90,10 +90,3 @@ def _size(row: Any) -> int | None:
 
 def _span(n: int, name: Callable[[int], str]) -> str:
     return name(0) if n == 1 else f"{name(0)} .. {name(n - 1)}" if n else "no texts"
-
-
-def _a(value: Any) -> str:
-    if value is None:
-        return "None"
-    kind = type(value).__name__
-    return f"{'an' if kind[0].lower() in 'aeiou' else 'a'} {kind}"
