@@ -98,7 +98,8 @@ class Returns(TransformComponent):
 def test_a_transformation_returning_the_wrong_type_is_named(what: str, message: str) -> None:
     stock, ours = both(lambda: [split(), Returns(what=what), MockEmbedding(embed_dim=4)])
     error = stock_error(lambda: stock.run(documents=list(DOCS)))
-    with pytest.raises(type(error), match=rf"transformations\[1\] \(Returns\) on the nodes of doc0.*: {message}") as info:
+    named = rf"transformations\[1\] \(Returns\) on the nodes of doc0.*: {message}"
+    with pytest.raises(type(error), match=named) as info:
         ours.run(documents=list(DOCS))
     assert isinstance(info.value, StepOutputError)
     with pytest.raises(type(error), match=message):  # the async path checks the same
