@@ -4,9 +4,14 @@ Splitting, embedding and upserting run as aaflow executor stages over Arrow batc
 rows, so the splitter works on the next documents while the model embeds the current window
 and the store takes the one before. Embeddings travel as a fixed_size_list<float32> column;
 a langchain_community FAISS store receives a view of that buffer (no Python float lists).
+
+Bad input: documents are checked before anything is written (stock fails before writing
+too); a failure later (a splitter or model error, a bad model answer) leaves the store
+holding exactly the chunks of the leading documents `docs[:k]`, and the error says `k`.
 """
 from __future__ import annotations
 
+import bisect
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -17,9 +22,11 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 
-from aaflow_core import ConfigError, Executor, InputError, Resources, Workflow, bind
+from aaflow_core import AAFlowError, ConfigError, Executor, Resources, Workflow, bind
 from aaflow_core.dataplane import embedding_column, embedding_matrix
 from aaflow_core.runtime import StageStats
+from aaflow_adapters.errors import DuplicateIdError, EmbeddingDimError, StepOutputError, user_error
+from aaflow_adapters.langchain.checks import check_document, doc_label
 from aaflow_adapters.langchain.retrieval import embed_matrix
 
 ROW = "row"
@@ -29,10 +36,19 @@ def _rows(rows: Iterable[int]) -> pa.RecordBatch:
     return pa.record_batch([pa.array(list(rows), type=pa.int64())], names=[ROW])
 
 
-def _faiss_add(store: Any, chunks: list[Document], ids: list[str], vectors: np.ndarray) -> None:
-    """What `FAISS.add_embeddings` does, with the vectors handed over as they are."""
+def _faiss_add(store: Any, chunks: list[Document], ids: list[str], vectors: np.ndarray, where: str) -> None:
+    """What `FAISS.add_embeddings` does, with the vectors handed over as they are.
+
+    Checked before the index is touched, so a bad batch never leaves vectors without documents.
+    """
     import faiss
 
+    if vectors.shape[1] != store.index.d:
+        raise EmbeddingDimError(where, f"vectors have {vectors.shape[1]} values, the FAISS index holds "
+                                       f"{store.index.d}-value vectors")
+    taken = [i for i in ids if isinstance(store.docstore.search(i), Document)]
+    if taken or len(set(ids)) != len(ids):
+        raise DuplicateIdError(where, f"chunk ids repeat or are already in the store: {taken or ids}")
     if store._normalize_L2:
         vectors = vectors.copy()  # normalize_L2 works in place on a writable matrix
         faiss.normalize_L2(vectors)
@@ -44,40 +60,84 @@ def _faiss_add(store: Any, chunks: list[Document], ids: list[str], vectors: np.n
 
 
 class _Ingest:
-    """The state of one run: the chunk table and the ids handed out, in chunk order."""
+    """One run: the chunk table, where each document's chunks end, and what the store holds so far.
 
-    def __init__(self, docs: list[Document], splitter: Any, embeddings: Embeddings, store: VectorStore) -> None:
+    The store takes chunks only up to a document boundary, so after a failure it holds
+    exactly the chunks of `docs[:done_docs()]`.
+    """
+
+    def __init__(self, docs: list[Any], splitter: Any, embeddings: Embeddings, store: VectorStore) -> None:
         self.docs, self.splitter, self.embeddings, self.store = docs, splitter, embeddings, store
         self.chunks: list[Document] = []
-        self.ids: list[str] = []
+        self.doc_end: list[int] = []  # doc_end[d]: one past the last chunk of docs[d]
+        self.ids: list[str] = []  # ids of the chunks in the store, in chunk order
+        self.pending: list[pa.RecordBatch] = []  # upserted rows held back until their documents are whole
         self.zero_copy = type(store).__name__ == "FAISS"
         self.store_embeds = not self.zero_copy and not hasattr(store, "add_embeddings")
 
+    def done_docs(self) -> int:
+        return bisect.bisect_right(self.doc_end, len(self.ids))
+
+    def chunk_name(self, row: int) -> str:
+        d = bisect.bisect_right(self.doc_end, row)
+        return f"chunk {row} ({doc_label(d, self.docs[d])})"
+
     def split(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        pieces = self.splitter.split_documents([self.docs[r] for r in batch.column(ROW).to_pylist()])
         start = len(self.chunks)
-        self.chunks.extend(pieces)
-        return _rows(range(start, start + len(pieces)))
+        for d in batch.column(ROW).to_pylist():  # one call per document: each one's chunks are known
+            try:
+                pieces = self.splitter.split_documents([self.docs[d]])
+            except Exception as exc:
+                exc.add_note(f"aaflow: splitting {doc_label(d, self.docs[d])}")
+                raise
+            for j, piece in enumerate(pieces):
+                if not isinstance(getattr(piece, "page_content", None), str):
+                    raise StepOutputError(f"splitter output for {doc_label(d, self.docs[d])}",
+                                          f"piece {j} is a {type(piece).__name__}, expected a Document")
+            self.chunks.extend(pieces)
+            self.doc_end.append(len(self.chunks))
+        return _rows(range(start, len(self.chunks)))
 
     def embed(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        texts = [self.chunks[r].page_content for r in batch.column(ROW).to_pylist()]
-        matrix = embed_matrix(self.embeddings, texts)
+        rows = batch.column(ROW).to_pylist()
+        texts = [self.chunks[r].page_content for r in rows]
+        matrix = embed_matrix(self.embeddings, texts, name=lambda i: self.chunk_name(rows[i]))
         return batch.append_column(pa.field("embedding", pa.list_(pa.float32(), matrix.shape[1])),
                                    embedding_column(matrix))
 
     def upsert(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        chunks = [self.chunks[r] for r in batch.column(ROW).to_pylist()]
+        """Hold the rows; write everything up to the last document boundary they reach."""
+        if batch.num_rows == 0:
+            return batch
+        self.pending.append(batch)
+        whole = bisect.bisect_right(self.doc_end, batch.column(ROW)[-1].as_py() + 1)
+        self.commit(self.doc_end[whole - 1] if whole else 0)
+        return batch
+
+    def commit(self, upto: int) -> None:
+        """Write the held rows below chunk `upto` to the store, in chunk order."""
+        while self.pending and len(self.ids) < upto:
+            batch = self.pending[0]
+            take = min(batch.num_rows, upto - len(self.ids))
+            self.write(batch.slice(0, take))
+            self.pending[0] = batch.slice(take)
+            if self.pending[0].num_rows == 0:
+                self.pending.pop(0)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        rows = batch.column(ROW).to_pylist()
+        chunks = [self.chunks[r] for r in rows]
         ids = [c.id or str(uuid.uuid4()) for c in chunks]
         texts, metadatas = [c.page_content for c in chunks], [c.metadata for c in chunks]
         if self.store_embeds:
             ids = self.store.add_texts(texts, metadatas, ids=ids)
         elif self.zero_copy:
-            _faiss_add(self.store, chunks, ids, embedding_matrix(batch.column("embedding")))
+            where = f"{self.chunk_name(rows[0])} .. {self.chunk_name(rows[-1])}"
+            _faiss_add(self.store, chunks, ids, embedding_matrix(batch.column("embedding")), where)
         else:  # a store without a bulk buffer API: one visible conversion to Python lists
             vectors = embedding_matrix(batch.column("embedding")).tolist()
             ids = self.store.add_embeddings(list(zip(texts, vectors)), metadatas, ids=ids)  # type: ignore[attr-defined]
         self.ids.extend(ids)
-        return batch
 
 
 def index_documents(
@@ -88,13 +148,14 @@ def index_documents(
 
     `embed_batch_size` chunks are embedded per call (windows fixed by chunk order, so the
     vectors are the same on every run); `timings`, if given, receives each stage's busy time.
+    If it fails part-way, the store keeps the chunks of `docs[:k]` and the error's note says
+    `k`: `index_documents(docs[k:], ...)` adds the rest.
     """
     if docs_per_batch < 1 or embed_batch_size < 1:
         raise ConfigError("docs_per_batch/embed_batch_size", (docs_per_batch, embed_batch_size), "must be >= 1")
     docs = list(docs)
     for i, doc in enumerate(docs):
-        if not isinstance(doc, Document):
-            raise InputError(f"docs[{i}]", f"is a {type(doc).__name__}, expected a langchain Document")
+        check_document(i, doc)
     run = _Ingest(docs, splitter, embeddings, vectorstore)
     wf = Workflow(Resources(threads=1, queue_capacity=4)).map(run.split, name="split")
     if not run.store_embeds:
@@ -102,9 +163,17 @@ def index_documents(
     wf.map(run.upsert, name="upsert")
     plan = wf.compile()
     source = (_rows(range(i, min(i + docs_per_batch, len(docs)))) for i in range(0, len(docs), docs_per_batch))
-    with Executor(bind(plan, wf.functions), backend="threads", queue_capacity=plan.resources.queue_capacity) as ex:
-        for _ in ex.run(source):
-            pass
+    try:
+        with Executor(bind(plan, wf.functions), backend="threads", queue_capacity=plan.resources.queue_capacity) as ex:
+            for _ in ex.run(source):
+                pass
+        run.commit(len(run.chunks))
+    except Exception as exc:
+        err = user_error(exc) if isinstance(exc, AAFlowError) else exc
+        k = run.done_docs()
+        err.add_note(f"aaflow: the vector store holds the {len(run.ids)} chunks of docs[:{k}] ({k} of {len(docs)} "
+                     f"documents) and nothing of docs[{k}:]; index_documents(docs[{k}:], ...) adds the rest")
+        raise err
     if timings is not None:
         timings.update(ex.stats)
     return run.ids

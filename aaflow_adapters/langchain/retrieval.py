@@ -9,6 +9,7 @@ same docstore documents the stock path returns. Callback events are those of
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,17 +21,20 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config
 from langchain_core.vectorstores import VectorStoreRetriever
 
+from aaflow_adapters.langchain.checks import as_matrix
 from aaflow_adapters.langchain.stages import RunContext, Stage
 
 # Embeddings whose embed_query(t) is by definition embed_documents([t])[0].
 _QUERY_IS_DOCUMENT = ("OpenAIEmbeddings", "AzureOpenAIEmbeddings", "HuggingFaceEmbeddings")
 
 
-def embed_matrix(embeddings: Embeddings, texts: list[str], *, query: bool = False) -> np.ndarray:
+def embed_matrix(embeddings: Embeddings, texts: list[str], *, query: bool = False,
+                 name: Callable[[int], str] = lambda i: f"text {i}") -> np.ndarray:
     """A C-contiguous float32 (n, dim) matrix for `texts`, with the model's own numerics.
 
     HuggingFaceEmbeddings is asked for its NumPy output directly (its `embed_documents` would
-    turn it into Python float lists); anything else goes through its public API once.
+    turn it into Python float lists); anything else goes through its public API once, and an
+    answer that is not one vector per text raises EmbeddingOutputError naming `name(i)`.
     """
     if type(embeddings).__name__ == "HuggingFaceEmbeddings" and not getattr(embeddings, "multi_process", True):
         kwargs = embeddings.encode_kwargs  # type: ignore[attr-defined]
@@ -45,7 +49,7 @@ def embed_matrix(embeddings: Embeddings, texts: list[str], *, query: bool = Fals
         rows = [embeddings.embed_query(t) for t in texts]
     else:
         rows = embeddings.embed_documents(texts)
-    return np.ascontiguousarray(np.asarray(rows, dtype=np.float32).reshape(len(texts), -1))
+    return as_matrix(rows, len(texts), type(embeddings).__name__, name)
 
 
 def _query_is_document(embeddings: Embeddings) -> bool:
@@ -119,7 +123,8 @@ class RetrieverStage(Stage):
         runs = {i: self._start(values[i], configs[i]) for i in texts}
         try:
             store = self.retriever.vectorstore
-            matrix = embed_matrix(store.embedding_function, [values[i] for i in texts], query=True)
+            queries = [values[i] for i in texts]
+            matrix = embed_matrix(store.embedding_function, queries, query=True, name=lambda j: f"query {queries[j]!r}")
             found = faiss_search(store, matrix, **self.retriever.search_kwargs) if texts else []
         except Exception as exc:  # noqa: BLE001 - the whole micro-batch failed: every query reports it
             for i in texts:

@@ -19,12 +19,14 @@ from langchain_core.runnables.config import get_config_list, patch_config, run_i
 
 from aaflow_core import ConfigError, Plan
 from aaflow_core.distributed import Comm
+from aaflow_adapters.langchain.checks import as_runnable
 from aaflow_adapters.langchain.mpi import batch_on_ranks
 from aaflow_adapters.langchain.pipeline import Options, describe, stream_rows
 from aaflow_adapters.langchain.runs import close_chain_runs, open_chain_runs
 from aaflow_adapters.langchain.translate import top_level_steps
 
 _END = object()
+_UNSET = object()
 
 
 class AAFlowRunnable(RunnableBindingBase[Any, Any]):
@@ -41,9 +43,11 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
     """Same inputs + same resources => same outputs: micro-batches are cut by input order, and user
     functions run on one worker per step (False: one per core, so their call order may vary)."""
 
-    def __init__(self, runnable: Runnable[Any, Any] | None = None, /, **kwargs: Any) -> None:
-        if runnable is not None:
+    def __init__(self, runnable: Any = _UNSET, /, **kwargs: Any) -> None:
+        """`runnable` (or `bound=`): a Runnable, or a callable or dict that LCEL coerces to one."""
+        if runnable is not _UNSET:
             kwargs["bound"] = runnable
+        kwargs["bound"] = as_runnable(kwargs.get("bound"))
         super().__init__(**kwargs)
         self._check()
 
@@ -78,8 +82,11 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
         return describe(stages, self._options(configs))
 
     def _run(self, inputs: Sequence[Any], config: RunnableConfig | Sequence[RunnableConfig] | None,
-             return_exceptions: bool, kwargs: Mapping[str, Any]) -> Iterator[tuple[int, Any]]:
-        """(index, output) as inputs finish; root runs are closed once all are done, as stock does."""
+             return_exceptions: bool, kwargs: Mapping[str, Any], asynchronous: bool) -> Iterator[tuple[int, Any]]:
+        """(index, output) as inputs finish; root runs are closed once all are done, as stock does.
+
+        `asynchronous`: called for the async family, so steps aaflow has no plan for run through
+        their own `abatch` (as stock's `abatch` does: async-only steps work there)."""
         root, configs, merged = self._prepare(len(inputs), config, kwargs)
         stages, is_sequence = top_level_steps(root, merged)
         runs = open_chain_runs(root, inputs, configs) if is_sequence else None
@@ -92,7 +99,7 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
         outputs: list[Any] = list(inputs)
         try:
             for i, out in stream_rows(stages, list(inputs), config_for, self._options(configs),
-                                      fail_fast=not return_exceptions):
+                                      fail_fast=not return_exceptions, asynchronous=asynchronous):
                 if isinstance(out, Exception) and not return_exceptions:
                     raise out
                 outputs[i] = out
@@ -107,18 +114,22 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
 
     def batch(self, inputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None = None, *,
               return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
+        return self._batch(inputs, config, return_exceptions, kwargs, asynchronous=False)
+
+    def _batch(self, inputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None,
+               return_exceptions: bool, kwargs: Mapping[str, Any], *, asynchronous: bool) -> list[Any]:
         if not inputs:
             return []
         comm = Comm.for_ranks(self.ranks)
         if comm.size > 1:  # collective: each rank runs its shard; callbacks fire on that rank
             return batch_on_ranks(comm, inputs, get_config_list(config, len(inputs)),
-                                  lambda xs, cs: self._batch_here(xs, cs, return_exceptions, kwargs))
-        return self._batch_here(inputs, config, return_exceptions, kwargs)
+                                  lambda xs, cs: self._batch_here(xs, cs, return_exceptions, kwargs, asynchronous))
+        return self._batch_here(inputs, config, return_exceptions, kwargs, asynchronous)
 
     def _batch_here(self, inputs: list[Any], config: RunnableConfig | Sequence[RunnableConfig] | None,
-                    return_exceptions: bool, kwargs: Mapping[str, Any]) -> list[Any]:
+                    return_exceptions: bool, kwargs: Mapping[str, Any], asynchronous: bool) -> list[Any]:
         outputs: list[Any] = [None] * len(inputs)
-        for i, out in self._run(inputs, config, return_exceptions, kwargs):
+        for i, out in self._run(inputs, config, return_exceptions, kwargs, asynchronous):
             outputs[i] = out
         return outputs
 
@@ -126,7 +137,7 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
                      return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
         if not inputs:
             return []
-        return await run_in_executor(None, self.batch, inputs, config, return_exceptions=return_exceptions, **kwargs)
+        return await run_in_executor(None, self._batch, inputs, config, return_exceptions, kwargs, asynchronous=True)
 
     def batch_as_completed(self, inputs: Sequence[Any], config: RunnableConfig | Sequence[RunnableConfig] | None = None,
                            *, return_exceptions: bool = False, **kwargs: Any) -> Iterator[tuple[int, Any]]:
@@ -135,7 +146,7 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
         if Comm.for_ranks(self.ranks).size > 1:  # outputs arrive together, after the exchange
             yield from enumerate(self.batch(list(inputs), config, return_exceptions=return_exceptions, **kwargs))
             return
-        yield from self._run(inputs, config, return_exceptions, kwargs)
+        yield from self._run(inputs, config, return_exceptions, kwargs, asynchronous=False)
 
     async def abatch_as_completed(
         self, inputs: Sequence[Any], config: RunnableConfig | Sequence[RunnableConfig] | None = None,
@@ -148,7 +159,7 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
             for item in enumerate(outputs):
                 yield item
             return
-        results = self._run(inputs, config, return_exceptions, kwargs)
+        results = self._run(inputs, config, return_exceptions, kwargs, asynchronous=True)
         try:
             while (item := await run_in_executor(None, next, results, _END)) is not _END:
                 yield item

@@ -16,15 +16,26 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.base import RunnableBindingBase
 from langchain_core.runnables.config import ContextThreadPoolExecutor, patch_config
 
+from aaflow_adapters.errors import StepOutputError
 from aaflow_adapters.langchain.remote import RemoteGate
 from aaflow_adapters.langchain.runs import close_chain_runs, open_call_runs, open_chain_runs
 
 
 @dataclass
 class RunContext:
-    """What stages share during one `batch` call: the remote budget."""
+    """What stages share during one `batch` call: the remote budget, and whether it serves `abatch`."""
 
     gate: RemoteGate
+    asynchronous: bool = False
+
+
+def one_per_input(outputs: Any, n: int, step: str) -> list[Any]:
+    """A step's outputs, checked to be one per input (stock raises ValueError further on when not)."""
+    outputs = list(outputs)
+    if len(outputs) != n:
+        raise StepOutputError(f"step {step}", f"its batch returned {len(outputs)} outputs for {n} inputs; "
+                                              "a Runnable's batch must return one output per input, in order")
+    return outputs
 
 
 class Stage:
@@ -69,9 +80,15 @@ class GenericStage(Stage):
         self.label = type(self.runnable).__name__
 
     def run(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
+        runnable, kwargs = self.runnable, self.kwargs
         if not values:
             return []
-        return self.runnable.batch(values, configs, return_exceptions=True, **self.kwargs)
+        if not rt.asynchronous:
+            return one_per_input(runnable.batch(values, configs, return_exceptions=True, **kwargs),
+                                 len(values), self.label)
+        # for `abatch`, the step's own `abatch`, as stock runs it: async-only steps work there
+        [out] = rt.gate.run([lambda: runnable.abatch(values, configs, return_exceptions=True, **kwargs)])
+        return [out] * len(values) if isinstance(out, Exception) else one_per_input(out, len(values), self.label)
 
 
 @dataclass
@@ -94,7 +111,7 @@ class ModelStage(Stage):
                 (lambda v=v, c=c: model.ainvoke(v, c, **kwargs)) for v, c in zip(values, configs, strict=True)
             ])
         [out] = rt.gate.run([lambda: model.abatch(values, configs, return_exceptions=True, **kwargs)])
-        return [out] * len(values) if isinstance(out, Exception) else list(out)
+        return [out] * len(values) if isinstance(out, Exception) else one_per_input(out, len(values), self.label)
 
 
 @dataclass

@@ -99,3 +99,15 @@ class StepCache:
             self.cache.cache.put(key, {self.cache.nodes_key: record.outputs}, collection=self.collection)
             record.outputs = []
         return None
+
+    def write_before_failure(self, records: Sequence[StepRecord], failed: int) -> tuple[int, Sequence[BaseNode]] | None:
+        """Stock caches each transformation as it completes: store the ones before `failed`.
+
+        If stock would have found one of them, or the failed one itself, in the cache (and so
+        never have run it), this returns (index, cached nodes) to resume from, as `write` does.
+        """
+        resume = self.write(records[:failed])
+        if resume is not None:
+            return resume
+        hit = self.cache.get(records[failed].final_key(), collection=self.collection)
+        return (failed, hit) if hit is not None else None

@@ -20,11 +20,11 @@ from llama_index.core.utils import get_tqdm_iterable
 
 from aaflow_core import Executor, Resources, Workflow, bind
 from aaflow_core.concurrency import LoopThread
-from aaflow_core.errors import ConfigError
+from aaflow_core.errors import AAFlowError, ConfigError
 
 from aaflow_adapters.llamaindex.cache import CacheTap, StepRecord
 from aaflow_adapters.llamaindex.nodes import EMBEDDING, NodeTable, source_batches
-from aaflow_adapters.llamaindex.steps import EmbedCaller, EmbedStep, RunCoro, TransformStep
+from aaflow_adapters.llamaindex.steps import EmbedCaller, EmbedStep, Failure, RunCoro, TransformStep
 from aaflow_adapters.llamaindex.vector import Segment
 
 WINDOW_ROWS = 256  # nodes length-sorted together before micro-batching
@@ -59,6 +59,7 @@ class StreamResult:
     segments: list[Segment]
     records: list[StepRecord]
     stage_busy_s: dict[str, float] = field(default_factory=dict)
+    failed: tuple[int, AAFlowError] | None = None  # (step, error) when a step failed with the cache on
 
 
 def is_local(model: BaseEmbedding) -> bool:
@@ -82,13 +83,18 @@ def embed_settings(model: BaseEmbedding, opts: EngineOptions) -> tuple[BaseEmbed
 def stream(
     nodes: Sequence[BaseNode], transforms: Sequence[TransformComponent], opts: EngineOptions, *,
     first_key: str | None, record_cache: bool, kwargs: dict[str, Any], run_coro: RunCoro | None,
-    show_progress: bool = False,
+    show_progress: bool = False, offset: int = 0,
 ) -> StreamResult:
-    """Run `transforms` over `nodes`. `run_coro` given: async run (acall on the caller's loop)."""
+    """Run `transforms` over `nodes`. `run_coro` given: async run (acall on the caller's loop).
+
+    `offset`: the position of `transforms[0]` in the pipeline's list, for error messages.
+    With `record_cache`, a failing step is reported in `failed` once the steps before it are done.
+    """
     table = NodeTable()
     records = [StepRecord(t) for t in transforms] if record_cache else []
     if records:
         records[0].key = first_key
+    failure = Failure(drain=record_cache)
     workflow = Workflow(Resources(threads=opts.workers, queue_capacity=opts.queue_capacity))
     with ExitStack() as stack:
         for i, transform in enumerate(transforms):
@@ -96,10 +102,13 @@ def stream(
                 workflow.map(CacheTap(table, records[i - 1], records[i]), name=f"cache-{i}")
             name = f"{i}-{type(transform).__name__}"
             if isinstance(transform, BaseEmbedding):
-                step, window = _embed_step(transform, opts, table, kwargs, run_coro, stack)
-                workflow.map(step, name=name, batch_size=window)
+                caller, window = _embed_caller(transform, opts, kwargs, run_coro, stack)
+                workflow.map(EmbedStep(caller, table, parity=opts.parity, index=i, name=name, failure=failure),
+                             name=name, batch_size=window)
             else:
-                workflow.map(TransformStep(transform, table, kwargs, run_coro), name=name, workers=opts.workers)
+                label = f"transformations[{offset + i}] ({type(transform).__name__})"
+                workflow.map(TransformStep(transform, table, kwargs, run_coro, index=i, name=name, label=label,
+                                           failure=failure), name=name, workers=opts.workers)
         if records:
             workflow.map(CacheTap(table, records[-1], None), name="cache-out")
         segments: list[Segment] = []
@@ -110,11 +119,11 @@ def stream(
                 column = batch.column(EMBEDDING) if EMBEDDING in batch.schema.names else None
                 segments.append(Segment(table.pop(batch), column))
     busy = {name: s.busy_s for name, s in ex.stats.items()}
-    return StreamResult(segments, records, busy)
+    return StreamResult(segments, records, busy, failure.outcome())
 
 
-def _embed_step(model: BaseEmbedding, opts: EngineOptions, table: NodeTable, kwargs: dict[str, Any],
-                run_coro: RunCoro | None, stack: ExitStack) -> tuple[EmbedStep, int]:
+def _embed_caller(model: BaseEmbedding, opts: EngineOptions, kwargs: dict[str, Any], run_coro: RunCoro | None,
+                  stack: ExitStack) -> tuple[EmbedCaller, int]:
     target, size, concurrency, window = embed_settings(model, opts)
     pool = None
     if run_coro is None:  # sync run: the model's sync API on a pool, driven by a private loop
@@ -122,4 +131,4 @@ def _embed_step(model: BaseEmbedding, opts: EngineOptions, table: NodeTable, kwa
         pool = stack.enter_context(ThreadPoolExecutor(concurrency, thread_name_prefix="aaflow-embed"))
     caller = EmbedCaller(target, batch_size=size, concurrency=concurrency, run_coro=run_coro, pool=pool,
                          kwargs=kwargs)
-    return EmbedStep(caller, table, parity=opts.parity), window
+    return caller, window

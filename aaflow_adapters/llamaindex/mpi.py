@@ -31,7 +31,7 @@ from aaflow_core.dataplane.views import embedding_column, embedding_matrix
 from aaflow_core.distributed import Comm
 from aaflow_core.errors import AAFlowError, InputError
 
-from aaflow_adapters.llamaindex.vector import Segment, add_nodes
+from aaflow_adapters.llamaindex.vector import Segment, add_nodes, check_write
 
 if TYPE_CHECKING:
     from aaflow_adapters.llamaindex.pipeline import AAFlowIngestionPipeline, RunStats
@@ -119,7 +119,8 @@ def decode(table: pa.Table, comm: Comm, local: list[Segment]) -> list[Segment]:
 
 def select_on_root(pipeline: AAFlowIngestionPipeline, comm: Comm, inputs: Sequence[BaseNode],
                    strategy: DocstoreStrategy) -> list[BaseNode]:
-    """Rank 0's docstore decisions (stock's helpers, its docstore), broadcast as input positions."""
+    """Rank 0's docstore decisions (stock's rules, its docstore; written after the transformations, see
+    docstore.py), broadcast as input positions."""
     if pipeline.docstore is None:
         return list(inputs)
     chosen, error = None, None
@@ -135,12 +136,16 @@ def select_on_root(pipeline: AAFlowIngestionPipeline, comm: Comm, inputs: Sequen
 
 
 def write_on_root(pipeline: AAFlowIngestionPipeline, comm: Comm, stats: RunStats, segments: list[Segment],
-                  to_run: Sequence[BaseNode], strategy: DocstoreStrategy, store_doc_text: bool) -> None:
-    """Rank 0 writes the vector store and the docstore once; a failure there ends every rank."""
+                  inputs: Sequence[BaseNode], to_run: Sequence[BaseNode], strategy: DocstoreStrategy,
+                  store_doc_text: bool) -> None:
+    """Rank 0 writes the docstore decisions, the vector store and the docstore once; a failure there
+    ends every rank."""
     error = None
     if comm.is_root:
         try:
             t0 = time.perf_counter()
+            check_write(pipeline.vector_store, segments)
+            pipeline._commit_choice(inputs, strategy)
             if pipeline.vector_store is not None:
                 stats.vector_write = add_nodes(pipeline.vector_store, segments)
             t1 = time.perf_counter()
@@ -157,7 +162,8 @@ def run_on_ranks(pipeline: AAFlowIngestionPipeline, comm: Comm, stats: RunStats,
     """Collective `run`: every rank transforms its contiguous shard of the inputs to run."""
     started = time.perf_counter()
     strategy = pipeline._effective_strategy()
-    to_run = select_on_root(pipeline, comm, pipeline._prepare_inputs(documents, nodes), strategy)
+    inputs = pipeline._prepare_inputs(documents, nodes)
+    to_run = select_on_root(pipeline, comm, inputs, strategy)
     mine = comm.shard(len(to_run))
     stats.nodes_in, stats.prepare_s = len(mine), time.perf_counter() - started
     local: list[Segment] = []
@@ -173,5 +179,5 @@ def run_on_ranks(pipeline: AAFlowIngestionPipeline, comm: Comm, stats: RunStats,
     table = encode(local, texts, comm.rank, shared_dim(comm, dim))
     segments = decode(comm.allgather_table(table), comm, local)
     stats.transform_s = time.perf_counter() - started - stats.prepare_s
-    write_on_root(pipeline, comm, stats, segments, to_run, strategy, store_doc_text)
+    write_on_root(pipeline, comm, stats, segments, inputs, to_run, strategy, store_doc_text)
     return pipeline._finish(stats, started, segments)

@@ -4,7 +4,9 @@ Same constructor, same `run`/`arun` signatures, same inputs order, docstore stra
 keys and vector-store contents; what changes is how the work is scheduled: transformations
 stream through aaflow's executor in batches (threads, never a pickling process pool),
 embeddings go in length-sorted micro-batches with calls overlapped, and a `FaissVectorStore`
-receives whole Arrow embedding columns instead of one node at a time. Under `mpiexec`
+receives whole Arrow embedding columns instead of one node at a time. Bad input raises stock's
+exception type naming the item; a failed run writes neither docstore nor vector store and
+keeps the cache entries of the finished transformations (docs/reliability.md). Under `mpiexec`
 (`ranks="auto"`) each rank transforms its contiguous shard of the inputs and every rank gets
 all output nodes (see `mpi.py` and docs/distributed.md).
 """
@@ -25,11 +27,13 @@ from llama_index.core.schema import BaseNode, Document
 from aaflow_core.distributed import Comm
 from aaflow_core.errors import AAFlowError
 
+from aaflow_adapters.errors import NotADocumentError, a_type, user_error
 from aaflow_adapters.llamaindex.cache import StepCache
+from aaflow_adapters.llamaindex.docstore import duplicate_choice, ref_id, upsert_choice
 from aaflow_adapters.llamaindex.engine import EngineOptions, stream
 from aaflow_adapters.llamaindex.mpi import run_on_ranks
 from aaflow_adapters.llamaindex.steps import RunCoro
-from aaflow_adapters.llamaindex.vector import Segment, VectorWrite, aadd_nodes, add_nodes
+from aaflow_adapters.llamaindex.vector import Segment, VectorWrite, aadd_nodes, add_nodes, check_write
 
 dispatcher = get_dispatcher(__name__)
 
@@ -50,14 +54,13 @@ class RunStats:
     vector_write: VectorWrite = field(default_factory=VectorWrite)
 
 
-def user_error(err: AAFlowError) -> BaseException:
-    """The user's own exception (same type as stock would raise), with aaflow's context as a note."""
-    root: BaseException = err
-    while isinstance(root, AAFlowError) and isinstance(root.__cause__, BaseException):
-        root = root.__cause__
-    if root is not err:
-        root.add_note(f"aaflow: {err}")
-    return root
+def _check_nodes(name: str, given: Sequence[Any]) -> None:
+    """Stock fails on a non-node with an AttributeError that does not say which input it was."""
+    for i, node in enumerate(given):
+        if not isinstance(node, BaseNode):
+            origin = "" if type(node).__module__ == "builtins" else f" from {type(node).__module__}"
+            raise NotADocumentError(f"{name}[{i}]", f"is {a_type(node)}{origin}, not a LlamaIndex node "
+                                                    "(Document, TextNode, ...)")
 
 
 class AAFlowIngestionPipeline(IngestionPipeline):
@@ -89,6 +92,15 @@ class AAFlowIngestionPipeline(IngestionPipeline):
         return EngineOptions(self.parity, self.embed_batch_size, self.embed_concurrency, self.batch_chars,
                              self.backend, workers=max(1, num_workers or 1))
 
+    def _prepare_inputs(self, documents: Optional[Sequence[Document]],
+                        nodes: Optional[Sequence[BaseNode]]) -> Sequence[BaseNode]:
+        """Stock's input order, with every input checked to be a node before any work starts."""
+        for name, given in (("documents", documents), ("nodes", nodes), ("pipeline.documents", self.documents)):
+            _check_nodes(name, given or [])
+        inputs = super()._prepare_inputs(documents, nodes)
+        _check_nodes("inputs", inputs)  # what the readers added
+        return inputs
+
     def _effective_strategy(self) -> DocstoreStrategy:
         if (self.docstore is not None and self.vector_store is None
                 and self.docstore_strategy in (DocstoreStrategy.UPSERTS, DocstoreStrategy.UPSERTS_AND_DELETE)):
@@ -102,25 +114,48 @@ class AAFlowIngestionPipeline(IngestionPipeline):
             return DocstoreStrategy.DUPLICATES_ONLY
         return self.docstore_strategy
 
-    def _select(self, nodes: Sequence[BaseNode], strategy: DocstoreStrategy) -> Sequence[BaseNode]:
-        """Stock's docstore decisions, by stock's own helpers."""
-        if self.docstore is None:
-            return nodes
+    def _upserts(self, strategy: DocstoreStrategy) -> bool:
+        """Which of stock's docstore handlers applies (None docstore: neither)."""
         if self.vector_store is not None and strategy in (DocstoreStrategy.UPSERTS, DocstoreStrategy.UPSERTS_AND_DELETE):
-            return self._handle_upserts(nodes)
+            return True
         if strategy == DocstoreStrategy.DUPLICATES_ONLY or self.vector_store is None:
-            return self._handle_duplicates(nodes)
+            return False
         raise ValueError(f"Invalid docstore strategy: {strategy}")
 
-    async def _aselect(self, nodes: Sequence[BaseNode], strategy: DocstoreStrategy,
-                       store_doc_text: bool) -> Sequence[BaseNode]:
+    def _select(self, nodes: Sequence[BaseNode], strategy: DocstoreStrategy) -> Sequence[BaseNode]:
+        """Stock's docstore decisions by stock's rules, writing nothing yet (see docstore.py)."""
         if self.docstore is None:
             return nodes
-        if self.vector_store is not None and strategy in (DocstoreStrategy.UPSERTS, DocstoreStrategy.UPSERTS_AND_DELETE):
-            return await self._ahandle_upserts(nodes, store_doc_text=store_doc_text)
-        if strategy == DocstoreStrategy.DUPLICATES_ONLY or self.vector_store is None:
-            return await self._ahandle_duplicates(nodes, store_doc_text=store_doc_text)
-        raise ValueError(f"Invalid docstore strategy: {strategy}")
+        if self._upserts(strategy):
+            refs = {ref_id(n) for n in nodes}
+            return upsert_choice(nodes, {r: self.docstore.get_document_hash(r) for r in refs})
+        return duplicate_choice(nodes, self.docstore.get_all_document_hashes())
+
+    async def _aselect(self, nodes: Sequence[BaseNode], strategy: DocstoreStrategy) -> Sequence[BaseNode]:
+        if self.docstore is None:
+            return nodes
+        if self._upserts(strategy):
+            refs = {ref_id(n) for n in nodes}
+            return upsert_choice(nodes, {r: await self.docstore.aget_document_hash(r) for r in refs})
+        return duplicate_choice(nodes, await self.docstore.aget_all_document_hashes())
+
+    def _commit_choice(self, nodes: Sequence[BaseNode], strategy: DocstoreStrategy) -> None:
+        """Stock's handlers, for their writes (recorded hashes, old versions deleted), once nothing failed."""
+        if self.docstore is None:
+            return
+        if self._upserts(strategy):
+            self._handle_upserts(nodes)
+        else:
+            self._handle_duplicates(nodes)
+
+    async def _acommit_choice(self, nodes: Sequence[BaseNode], strategy: DocstoreStrategy,
+                              store_doc_text: bool) -> None:
+        if self.docstore is None:
+            return
+        if self._upserts(strategy):
+            await self._ahandle_upserts(nodes, store_doc_text=store_doc_text)
+        else:
+            await self._ahandle_duplicates(nodes, store_doc_text=store_doc_text)
 
     def _transform(self, nodes: Sequence[BaseNode], stats: RunStats, *, cache_collection: Optional[str],
                    num_workers: Optional[int], show_progress: bool, run_coro: Optional[RunCoro],
@@ -138,11 +173,19 @@ class AAFlowIngestionPipeline(IngestionPipeline):
                 return [Segment(list(nodes))]
             result = stream(nodes, transforms, self._options(num_workers), first_key=first_key,
                             record_cache=cache is not None, kwargs=kwargs, run_coro=run_coro,
-                            show_progress=show_progress)
+                            show_progress=show_progress, offset=len(self.transformations) - len(transforms))
             stats.stage_busy_s.update(result.stage_busy_s)
-            resume = cache.write(result.records) if cache is not None else None
-            if resume is None:
+            if cache is None:
                 return result.segments
+            if result.failed is not None:  # only with the cache on: the steps before it are complete
+                index, error = result.failed
+                resume = cache.write_before_failure(result.records, index)
+                if resume is None:
+                    raise error
+            else:
+                resume = cache.write(result.records)
+                if resume is None:
+                    return result.segments
             step, nodes = resume  # stock would have found this step in the cache: go on from there
             stats.cache_hits += 1
             transforms = transforms[step + 1:]
@@ -184,6 +227,8 @@ class AAFlowIngestionPipeline(IngestionPipeline):
             raise user_error(err)
         stats.transform_s = time.perf_counter() - t0
         t0 = time.perf_counter()
+        check_write(self.vector_store, segments)
+        self._commit_choice(input_nodes, strategy)
         if self.vector_store is not None:
             stats.vector_write = add_nodes(self.vector_store, segments)
         stats.vector_store_s = time.perf_counter() - t0
@@ -206,7 +251,7 @@ class AAFlowIngestionPipeline(IngestionPipeline):
         started, stats = time.perf_counter(), RunStats()
         input_nodes = self._prepare_inputs(documents, nodes)
         strategy = self._effective_strategy()
-        nodes_to_run = await self._aselect(input_nodes, strategy, store_doc_text)
+        nodes_to_run = await self._aselect(input_nodes, strategy)
         stats.nodes_in = len(nodes_to_run)
         stats.prepare_s = time.perf_counter() - started
         loop = asyncio.get_running_loop()
@@ -223,6 +268,8 @@ class AAFlowIngestionPipeline(IngestionPipeline):
             raise user_error(err)
         stats.transform_s = time.perf_counter() - t0
         t0 = time.perf_counter()
+        check_write(self.vector_store, segments)
+        await self._acommit_choice(input_nodes, strategy, store_doc_text)
         if self.vector_store is not None:
             stats.vector_write = await aadd_nodes(self.vector_store, segments)
         stats.vector_store_s = time.perf_counter() - t0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -16,6 +17,8 @@ from llama_index.core.schema import BaseNode
 from llama_index.core.vector_stores.types import BasePydanticVectorStore
 
 from aaflow_core.dataplane.views import buffer_address, embedding_matrix
+
+from aaflow_adapters.errors import EmbeddingDimError
 
 
 @dataclass
@@ -46,6 +49,24 @@ def embedded(segments: Sequence[Segment]) -> list[BaseNode]:
     return [n for s in segments for n in s.nodes if n.embedding is not None]
 
 
+def check_dims(index: Any, segments: Sequence[Segment]) -> None:
+    """Every vector fits the index, checked before the first add (stock adds node by node until
+    faiss's bare AssertionError), so a failed write adds nothing and the docstore stays in step."""
+    for seg in segments:
+        if seg.column is not None and len(seg.column) == len(seg.nodes) and seg.column.type.list_size == index.d:
+            continue
+        for node in seg.nodes:
+            if node.embedding is not None and len(node.embedding) != index.d:
+                raise EmbeddingDimError(f"node {node.node_id}", f"its embedding has {len(node.embedding)} values, "
+                                                                f"the FAISS index holds {index.d}-value vectors")
+
+
+def check_write(store: BasePydanticVectorStore | None, segments: Sequence[Segment]) -> None:
+    """What can be checked before anything is written (the docstore decisions come next)."""
+    if is_plain_faiss(store):
+        check_dims(store.client, segments)  # type: ignore[union-attr]
+
+
 def add_to_faiss(store: BasePydanticVectorStore, segments: Sequence[Segment]) -> VectorWrite:
     """One `Index.add` per segment; an Arrow column goes in as a view, other nodes as one matrix."""
     index = store.client
@@ -66,6 +87,7 @@ def add_to_faiss(store: BasePydanticVectorStore, segments: Sequence[Segment]) ->
 
 
 def add_nodes(store: BasePydanticVectorStore, segments: Sequence[Segment]) -> VectorWrite:
+    """The nodes with embeddings into `store`, in order (after `check_write`)."""
     if is_plain_faiss(store):
         return add_to_faiss(store, segments)
     nodes = embedded(segments)
