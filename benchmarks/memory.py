@@ -30,9 +30,14 @@ FLAGS = ["--chunk-size", "100000", "--chunk-overlap", "0", "--window", "8", "--b
 
 
 def make_corpus(folder: Path, size_bytes: int, file_bytes: int = 2**20, seed: int = 0) -> int:
-    """Files of real documentation paragraphs, shuffled per file so no two files are equal."""
+    """Files of real documentation paragraphs, shuffled per file so no two files are equal.
+
+    Paragraphs longer than 4 KiB (whole pydoc sections without a blank line) are left out, so
+    a file overshoots `file_bytes` by at most one paragraph.
+    """
     paragraphs = [p for name in MODULES
-                  for p in pydoc.render_doc(importlib.import_module(name), renderer=pydoc.plaintext).split("\n\n")]
+                  for p in pydoc.render_doc(importlib.import_module(name), renderer=pydoc.plaintext).split("\n\n")
+                  if len(p) <= 4096]
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     written, index = 0, 0
@@ -47,9 +52,9 @@ def make_corpus(folder: Path, size_bytes: int, file_bytes: int = 2**20, seed: in
     return written
 
 
-def measure(corpus: Path, index: Path, files_per_batch: int) -> dict:
+def measure(corpus: Path, index: Path, files_per_batch: int, flags: list[str] = FLAGS) -> dict:
     """Run one ingest in a fresh process; its peak RSS (wait4), wall time and index size."""
-    cmd = [sys.executable, "-m", "aaflow_core.cli.main", "ingest", str(corpus), "--index", str(index), *FLAGS,
+    cmd = [sys.executable, "-m", "aaflow_core.cli.main", "ingest", str(corpus), "--index", str(index), *flags,
            "--files-per-batch", str(files_per_batch)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -57,7 +62,7 @@ def measure(corpus: Path, index: Path, files_per_batch: int) -> dict:
     out = proc.stdout.read().decode() if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"ingest failed: {out}")
+        raise RuntimeError(f"ingest failed: {out}")
     manifest = json.loads((index / "manifest.json").read_text())
     index_bytes = sum(f.stat().st_size for f in index.glob("index*.faiss"))
     peak = usage.ru_maxrss * 1024
