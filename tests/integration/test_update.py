@@ -103,3 +103,36 @@ def test_update_refuses_other_settings_and_overwrite(first, capsys):
 def test_update_of_a_missing_index_is_a_plain_ingest(small_corpus, tmp_path):
     result = ingest(config(small_corpus, tmp_path / "new", update=True))
     assert "update" not in result.manifest and result.manifest["counts"]["documents"] == 3
+
+
+def test_a_failed_update_keeps_the_old_index_and_resumes_to_the_uninterrupted_result(first, tmp_path, monkeypatch):
+    from aaflow_core.stores import journal as journal_mod
+
+    corpus, _ = first
+    for name in ("a", "b"):
+        shutil.copytree(corpus, tmp_path / name / corpus.name)
+        ingest(config(tmp_path / name / corpus.name, tmp_path / name / "index", window=8, batch_size=8))
+        edited = tmp_path / name / corpus.name / "json.txt"
+        edited.write_text(edited.read_text(encoding="utf-8").replace("JSON", "Json"), encoding="utf-8")
+    whole = ingest(config(tmp_path / "a" / corpus.name, tmp_path / "a" / "index", window=8, batch_size=8, update=True))
+
+    before = files_state(tmp_path / "b" / "index")
+    real = journal_mod.Journal.commit
+
+    def commit(self, batch):
+        if len(self.parts) >= 2:
+            raise OSError("disk full (injected)")
+        return real(self, batch)
+
+    with monkeypatch.context() as m:
+        m.setattr(journal_mod.Journal, "commit", commit)
+        with pytest.raises(Exception, match="disk full"):
+            ingest(config(tmp_path / "b" / corpus.name, tmp_path / "b" / "index", window=8, batch_size=8, update=True))
+    assert files_state(tmp_path / "b" / "index") == before  # the old index is intact
+    with pytest.raises(IndexDirError, match="--resume"):
+        ingest(config(tmp_path / "b" / corpus.name, tmp_path / "b" / "index", window=8, batch_size=8, update=True))
+    resumed = ingest(config(tmp_path / "b" / corpus.name, tmp_path / "b" / "index", window=8, batch_size=8, update=True,
+                            resume=True))
+    assert resumed.manifest["resumed_parts"] == 2
+    assert resumed.manifest["output_sha256"] == whole.manifest["output_sha256"]
+    assert files_state(tmp_path / "b" / "index")["index.faiss"] == files_state(tmp_path / "a" / "index")["index.faiss"]
