@@ -307,13 +307,17 @@ def ingest(config: IngestConfig, files: Sequence[tuple[str, str]] | None = None,
     check_checkpoint(work_dir_for(config.index_dir), resume=config.resume, discard=config.overwrite)
     check_target(Path(config.index_dir), config.overwrite or resumable(config))
     run = run_local(config, files, progress=config.progress)
+    return publish_local(config, run, [*skipped, *run.skipped], job_sha256=job_sha256(job))
+
+
+def publish_local(config: IngestConfig, run: LocalRun, skipped: list[SkippedItem], **extra: Any) -> IngestResult:
+    """Publish a single-rank run with its manifest (plus `extra` fields); only then drop its checkpoint."""
     try:
-        all_skipped = [*skipped, *run.skipped]
         if not run.hasher.chunks:
-            raise no_input(all_skipped)
-        manifest = {**base_manifest(config, 1, run.hasher.summary(), all_skipped), "phases_s": run.phases_s,
-                    "model_load_s": run.model_load_s, "total_s": run.total_s, "job_sha256": job_sha256(job),
-                    "resumed_parts": run.journal.recovered}
+            raise no_input(skipped)
+        manifest = {**base_manifest(config, 1, run.hasher.summary(), skipped), "phases_s": run.phases_s,
+                    "model_load_s": run.model_load_s, "total_s": run.total_s,
+                    "resumed_parts": run.journal.recovered, **extra}
         if config.accuracy_report:
             manifest["accuracy"] = mode_accuracy(run.kept, config.embedder(), model=config.model, threads=config.threads,
                                                  batch_size=config.batch_size, queries=config.accuracy_queries)
@@ -323,7 +327,7 @@ def ingest(config: IngestConfig, files: Sequence[tuple[str, str]] | None = None,
         run.journal.close()
         raise
     run.journal.remove()
-    return IngestResult(index_dir=index_dir, manifest=manifest, skipped=all_skipped)
+    return IngestResult(index_dir=index_dir, manifest=manifest, skipped=skipped)
 
 
 def resumable(config: IngestConfig, work: Path | None = None) -> bool:

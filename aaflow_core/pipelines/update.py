@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from aaflow_core.errors import IndexDirError
 from aaflow_core.operators.load import SkippedItem, doc_id_for
-from aaflow_core.pipelines.ingest import IngestConfig, IngestResult, base_manifest, no_input, path_batches, run_local
+from aaflow_core.pipelines.ingest import IngestConfig, IngestResult, path_batches, publish_local, run_local
 from aaflow_core.plan import Workflow
 from aaflow_core.runtime import Executor, bind
 from aaflow_core.stores.faiss_store import ROWS_FILE, index_shards, read_manifest, stored_batches
@@ -131,16 +131,4 @@ def update(config: IngestConfig, files: Sequence[tuple[str, str]], skipped: Sequ
     replaced = {doc_id_for(s) for s in changes.changed}
     run = run_local(replace(config, overwrite=False), to_embed, progress=config.progress,
                     before=kept_rows(target, replaced))
-    try:
-        if not run.hasher.chunks:
-            raise no_input(all_skipped)
-        new_manifest = {**base_manifest(config, 1, run.hasher.summary(), all_skipped), "phases_s": run.phases_s,
-                        "model_load_s": run.model_load_s, "total_s": run.total_s, "update": changes.to_dict(),
-                        "resumed_parts": run.journal.recovered}
-        index_dir = run.writer.publish(new_manifest)
-    except BaseException:
-        run.writer.discard()
-        run.journal.close()
-        raise
-    run.journal.remove()
-    return IngestResult(index_dir=index_dir, manifest=new_manifest, skipped=all_skipped)
+    return publish_local(config, run, all_skipped, update=changes.to_dict())

@@ -5,7 +5,7 @@ Two measures, both on the real model and real FAISS, over a corpus three times l
 everything the queues can hold:
 - the Arrow memory in use (every batch in flight is Arrow), sampled during an in-process run:
   it must stay below the queue bound, which a runtime that kept what it streamed would break;
-- the peak RSS of a fresh `aaflow ingest` process (wait4): under the documented bound.
+- the peak RSS (VmHWM) of a fresh `aaflow ingest` process: under the documented bound.
 """
 from __future__ import annotations
 
