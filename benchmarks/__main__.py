@@ -16,13 +16,15 @@ RESULTS = ROOT / "benchmarks" / "results"
 def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    from benchmarks.harness import Pool
     from benchmarks.suite import CASES, Config
 
     names = args.suite.split(",") if args.suite else list(CASES)
     unknown = [n for n in names if n not in CASES]
     if unknown:
         raise SystemExit(f"unknown case(s) {unknown}; choose from {', '.join(CASES)}")
-    cfg = Config.preset(args.quick, repeats=args.repeats, ingest_mb=args.corpus_mb, questions=args.questions)
+    cfg = Config.preset(args.quick, repeats=args.repeats, ingest_mb=args.corpus_mb, questions=args.questions,
+                        local_llm=args.local_llm)
     env = prepare_env()
     out = args.out or RESULTS / ("suite-quick.json" if args.quick else "suite.json")
     report: dict[str, Any] = {"machine": machine(), "env": env, "config": asdict(cfg), "cases": {}, "case_wall_s": {}}
@@ -30,14 +32,15 @@ def run(args: argparse.Namespace) -> int:
         old = json.loads(out.read_text())
         report["cases"], report["case_wall_s"] = old.get("cases", {}), old.get("case_wall_s", {})
     t_all = time.perf_counter()
-    for name in names:
-        print(f"== {name}", flush=True)
-        t0 = time.perf_counter()
-        report["cases"][name] = CASES[name](cfg, lambda line: print(line, flush=True))
-        report["case_wall_s"][name] = time.perf_counter() - t0
-        print(f"== {name}: {report['case_wall_s'][name]:.1f} s", flush=True)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=1, default=str))
+    with Pool(timeout_s=cfg.timeout_s) as pool:  # one worker per framework, kept for every case
+        for name in names:
+            print(f"== {name}", flush=True)
+            t0 = time.perf_counter()
+            report["cases"][name] = CASES[name](cfg, pool, lambda line: print(line, flush=True))
+            report["case_wall_s"][name] = time.perf_counter() - t0
+            print(f"== {name}: {report['case_wall_s'][name]:.1f} s", flush=True)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(report, indent=1, default=str))
     report["suite_wall_s"] = time.perf_counter() - t_all
     out.write_text(json.dumps(report, indent=1, default=str))
     print(f"wrote {out} ({report['suite_wall_s']:.1f} s)")
@@ -64,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--repeats", type=int, default=None)
     r.add_argument("--corpus-mb", type=float, default=None, help="case 1 and 4 corpus size")
     r.add_argument("--questions", type=int, default=None, help="case 3 questions (EchoChat endpoint)")
+    r.add_argument("--local-llm", action=argparse.BooleanOptionalAction, default=None,
+                   help="case 3 also with the real SmolLM2 behind the endpoint (default: on, off with --quick)")
     r.add_argument("--out", type=Path, default=None, help="results JSON (default benchmarks/results/suite[-quick].json)")
     r.add_argument("--no-render", action="store_true")
     r.set_defaults(handler=run)

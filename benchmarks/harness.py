@@ -1,14 +1,17 @@
 """The suite's machinery: one worker process per side, runs alternated, medians and spread.
 
-A side is a `setup(**params) -> run` function named "module:function". Each side gets its own
-spawned worker process (fresh interpreter, its model loaded and warmed by `setup`, untimed);
-the parent then asks the workers for one run at a time, in alternating order (A B C, C B A,
-...), so load from elsewhere on the machine hits every side alike. Only small dicts cross the
-pipe: parameters in, a result dict out.
+A side is a `setup(**params) -> run` function named "module:function". Sides run in spawned
+worker processes, one per framework for the whole suite (LangChain, LlamaIndex, aaflow native:
+each imported and its model loaded once, not once per side and case); `setup` loads and warms
+what the side needs, untimed. The parent then asks for one run at a time, in alternating order
+(A B C, C B A, ...), so load from elsewhere on the machine hits every side alike. Only small
+dicts cross the pipe: parameters in, a result dict out.
 """
 from __future__ import annotations
 
+import gc
 import importlib
+import itertools
 import multiprocessing as mp
 import os
 import platform
@@ -46,54 +49,92 @@ def _resolve(target: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), name)
 
 
-def _worker(conn: Any, target: str, params: dict[str, Any]) -> None:
-    """Child process: set up once, then one run per request until told to stop."""
-    try:
-        run = _resolve(target)(**params)
-        conn.send({"ready": True})
-    except BaseException:  # noqa: BLE001 - reported to the parent, which records it
-        conn.send({"error": traceback.format_exc(limit=4)[-1500:]})
-        return
-    while conn.recv() == "run":
+def group_of(target: str) -> str:
+    """Sides of one framework share a worker: its imports and model load are paid once per suite."""
+    return next((word for word in ("langchain", "llamaindex") if word in target), "aaflow")
+
+
+def _worker(conn: Any) -> None:
+    """Child process: holds any number of sides, set up on request, and runs one at a time."""
+    sides: dict[str, Callable[[], dict[str, Any]]] = {}
+    while (msg := conn.recv())[0] != "stop":
+        op, key, *rest = msg
         try:
-            conn.send(run())
-        except BaseException:  # noqa: BLE001
+            if op == "setup":
+                target, params = rest
+                sides[key] = _resolve(target)(**params)
+                conn.send({"ready": True})
+            elif op == "run":
+                conn.send(sides[key]())
+            else:  # drop: the side's stores and corpora go; the shared models stay loaded
+                sides.pop(key, None)
+                gc.collect()
+                conn.send({"dropped": True})
+        except BaseException:  # noqa: BLE001 - reported to the parent, which records it
             conn.send({"error": traceback.format_exc(limit=4)[-1500:]})
 
 
 class Worker:
-    """A spawned process holding one side, ready to run it on request."""
+    """A spawned process holding one framework's sides (fresh interpreter, started once per suite)."""
 
-    def __init__(self, name: str, target: str, params: dict[str, Any], timeout_s: float) -> None:
-        self.name, self.timeout_s = name, timeout_s
+    def __init__(self, group: str, timeout_s: float) -> None:
+        self.group, self.timeout_s = group, timeout_s
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker, args=(child, target, params), name=f"bench-{name}")
+        self.proc = ctx.Process(target=_worker, args=(child,), name=f"bench-{group}")
         self.proc.start()
-        self.setup_error = self._receive().get("error")
 
-    def _receive(self) -> dict[str, Any]:
-        if not self.conn.poll(self.timeout_s):
-            self.proc.kill()
-            return {"error": f"{self.name}: no answer within {self.timeout_s:.0f} s"}
+    def request(self, *msg: Any) -> dict[str, Any]:
+        """Send one request and wait for its answer; a worker that hangs is killed (the pool starts another)."""
         try:
+            self.conn.send(msg)
+            if not self.conn.poll(self.timeout_s):
+                self.proc.kill()
+                self.proc.join()
+                return {"error": f"{self.group} worker: no answer to {msg[0]} within {self.timeout_s:.0f} s"}
             return self.conn.recv()
-        except EOFError:
-            return {"error": f"{self.name}: worker exited with code {self.proc.exitcode}"}
-
-    def run(self) -> dict[str, Any]:
-        if self.setup_error or not self.proc.is_alive():
-            return {"error": self.setup_error or f"{self.name}: worker is gone"}
-        self.conn.send("run")
-        return self._receive()
+        except (EOFError, OSError):  # the worker died (crash, out of memory) before or while answering
+            self.proc.join()
+            return {"error": f"{self.group} worker exited with code {self.proc.exitcode}"}
 
     def close(self) -> None:
         if self.proc.is_alive():
-            self.conn.send("stop")
+            self.conn.send(("stop", ""))
             self.proc.join(30)
         if self.proc.is_alive():
             self.proc.kill()
         self.proc.join()
+
+
+class Pool:
+    """One long-lived worker per framework for a whole suite run; a dead or hung one is replaced."""
+
+    def __init__(self, timeout_s: float = 900.0) -> None:
+        self.timeout_s = timeout_s
+        self.workers: dict[str, Worker] = {}
+        self._ids = itertools.count()
+
+    def worker(self, group: str) -> Worker:
+        w = self.workers.get(group)
+        if w is None or not w.proc.is_alive():
+            w = self.workers[group] = Worker(group, self.timeout_s)
+        return w
+
+    def setup(self, target: str, params: dict[str, Any]) -> tuple[Worker, str, str | None]:
+        """Set a side up in its framework's worker: (worker, key, error or None)."""
+        w, key = self.worker(group_of(target)), f"side-{next(self._ids)}"
+        return w, key, w.request("setup", key, target, params).get("error")
+
+    def close(self) -> None:
+        for w in self.workers.values():
+            w.close()
+        self.workers.clear()
+
+    def __enter__(self) -> "Pool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def spread(values: list[float]) -> dict[str, Any]:
@@ -105,23 +146,25 @@ def spread(values: list[float]) -> dict[str, Any]:
             "iqr": q[2] - q[0], "values": values}
 
 
-def side_by_side(sides: dict[str, tuple[str, dict[str, Any]]], repeats: int, *, timeout_s: float = 900.0,
+def side_by_side(sides: dict[str, tuple[str, dict[str, Any]]], repeats: int, pool: Pool, *,
                  metric: str = "wall_s", log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every side `repeats` times, alternating order; per side: every run and the metric's spread."""
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
-    workers: dict[str, Worker] = {}
+    held: dict[str, tuple[Worker, str, str | None]] = {}
     try:
         for name, (target, params) in sides.items():  # one at a time: setups do not compete for the cores
-            workers[name] = Worker(name, target, params, timeout_s)
+            held[name] = pool.setup(target, params)
         names = list(sides)
         for rep in range(repeats):
             for name in (names if rep % 2 == 0 else names[::-1]):
-                runs[name].append(workers[name].run())
+                w, key, error = held[name]
+                runs[name].append({"error": error} if error else w.request("run", key))
                 r = runs[name][-1]
                 log(f"  {name:28} rep {rep}: " + (f"{r[metric]:.3f}s" if metric in r else str(r.get("error"))[-200:]))
     finally:
-        for w in workers.values():
-            w.close()
+        for w, key, _ in held.values():
+            if w.proc.is_alive():
+                w.request("drop", key)
     return {name: {metric: spread([r[metric] for r in rs if metric in r]), "runs": rs} for name, rs in runs.items()}
 
 

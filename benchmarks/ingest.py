@@ -17,11 +17,13 @@ import contextlib
 import hashlib
 import json
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -67,7 +69,8 @@ def native_side(corpus: str, threads: int = 2, batch_size: int = 32, window: int
                 backend: str = "threads", hog: bool = False, vectors: bool = True) -> Callable[[], dict[str, Any]]:
     """`aaflow ingest` on `corpus` (model loaded and warmed here, untimed); returns the timed run."""
     shared_embedder(None, threads).encode(["warm up"] * 8)
-    index = Path(tempfile.mkdtemp(prefix="aaflow-bench-")) / "index"
+    work = tempfile.mkdtemp(prefix="aaflow-bench-")
+    index = Path(work) / "index"
     first = [vectors]
 
     def run() -> dict[str, Any]:
@@ -85,6 +88,7 @@ def native_side(corpus: str, threads: int = 2, batch_size: int = 32, window: int
             out["vectors"], first[0] = reader.vectors(), False
         return out
 
+    weakref.finalize(run, shutil.rmtree, work, ignore_errors=True)  # the index goes with the side
     return run
 
 

@@ -13,6 +13,7 @@ The `*_side` functions are the suite's sides for the same measurements (`python 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -78,8 +79,9 @@ def load(folder: Path) -> list[Document]:
             for p in sorted(folder.glob("*.txt"))]
 
 
+@functools.cache
 def local_parts() -> tuple[Any, Any]:
-    """The user's HuggingFaceEmbeddings (bundled model, warmed) and splitter."""
+    """The user's HuggingFaceEmbeddings (bundled model, warmed) and splitter, loaded once per process."""
     from langchain_huggingface import HuggingFaceEmbeddings
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.harness import side_by_side, speedup
+from benchmarks.harness import Pool, side_by_side, speedup
 
 LC, LI, NATIVE = "benchmarks.langchain_bench", "benchmarks.llamaindex_bench", "benchmarks.ingest"
 
@@ -37,6 +37,7 @@ class Config:
     chat_tokens_per_s: float = 100.0
     chat_max_concurrency: int = 64
     in_flight: int = 128
+    local_llm: bool = True  # case 3 again with the real SmolLM2 behind the endpoint (~20 s to load)
     llm_questions: int = 16
     llm_max_tokens: int = 16
     max_ranks: int = 0  # 0: as many as the machine has cores
@@ -46,7 +47,8 @@ class Config:
     @staticmethod
     def preset(quick: bool, **overrides: Any) -> "Config":
         base = Config(quick=True, repeats=1, ingest_mb=0.02, remote_mb=0.015, rag_mb=0.015, determinism_mb=0.01,
-                      determinism_runs=2, questions=40, llm_questions=4, llm_max_tokens=8) if quick else Config()
+                      determinism_runs=2, questions=40, local_llm=False, llm_questions=4,
+                      llm_max_tokens=8) if quick else Config()
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -86,7 +88,7 @@ def ratios(result: dict[str, Any], pairs: list[tuple[str, str]], metric: str = "
     return {f"{ours} vs {base}": speedup(result, base, ours, metric) for base, ours in pairs}
 
 
-def case_ingest(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
+def case_ingest(cfg: Config, pool: Pool, log: Callable[[str], None]) -> dict[str, Any]:
     """1. RAG ingestion (load, chunk, embed, upsert) on a real corpus, local model, every side."""
     with tempfile.TemporaryDirectory() as tmp:
         info = corpus(Path(tmp) / "corpus", cfg.ingest_mb)
@@ -101,7 +103,7 @@ def case_ingest(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
         }
         if not cfg.quick:
             sides["llamaindex stock num_workers=2"] = (f"{LI}:ingest_side", {"corpus": c, "config": "stock_run_workers2"})
-        result = side_by_side(sides, cfg.repeats, timeout_s=cfg.timeout_s, log=log)
+        result = side_by_side(sides, cfg.repeats, pool, log=log)
     pairs = [("langchain stock", "langchain aaflow"), ("langchain stock", "aaflow native"),
              ("llamaindex stock", "llamaindex aaflow"), ("llamaindex stock num_workers=2", "llamaindex aaflow")]
     return {"corpus": info, "sides": result,
@@ -110,7 +112,7 @@ def case_ingest(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
             "speedups": ratios(result, [p for p in pairs if p[0] in result] + [("model floor", "aaflow native")])}
 
 
-def case_remote(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
+def case_remote(cfg: Config, pool: Pool, log: Callable[[str], None]) -> dict[str, Any]:
     """2. Embedding + upsert through an OpenAI-compatible embeddings server on loopback (real model behind it)."""
     from aaflow_core.serve import STATS, ModelEmbeddings, ServerThread, create_app
 
@@ -129,7 +131,7 @@ def case_remote(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
             for config in ("stock_run", "aaflow_run") + (() if cfg.quick else ("stock_arun", "aaflow_arun")):
                 sides[f"llamaindex {config.replace('_', ' ')}"] = (
                     f"{LI}:ingest_side", {"corpus": c, "config": config, "kind": "remote", "base_url": url})
-            result = side_by_side(sides, cfg.repeats, timeout_s=cfg.timeout_s, log=log)
+            result = side_by_side(sides, cfg.repeats, pool, log=log)
             stats = asdict(app[STATS])
     pairs = [("langchain stock", "langchain aaflow"), ("llamaindex stock run", "llamaindex aaflow run"),
              ("llamaindex stock arun", "llamaindex aaflow run"), ("llamaindex stock arun", "llamaindex aaflow arun")]
@@ -156,7 +158,7 @@ def rag_summary(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def case_rag(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
+def case_rag(cfg: Config, pool: Pool, log: Callable[[str], None]) -> dict[str, Any]:
     """3. Batch RAG question answering against an OpenAI-compatible chat endpoint (EchoChat; local LLM if present)."""
     from aaflow_core.serve import STATS, EchoChat, ServerThread, create_app
 
@@ -167,19 +169,19 @@ def case_rag(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
                          max_concurrency=cfg.chat_max_concurrency)
         with ServerThread(app) as server:
             result = side_by_side(rag_sides(info["path"], server.base_url, cfg.questions, cfg, None), cfg.repeats,
-                                  timeout_s=cfg.timeout_s, log=log)
+                                  pool, log=log)
         out["echo"] = {"server": {"backend": "EchoChat", "latency_s": cfg.chat_latency_s,
                                   "tokens_per_s": cfg.chat_tokens_per_s, "max_concurrency": cfg.chat_max_concurrency,
                                   "stats": asdict(app[STATS])},
                        "questions": cfg.questions, "sides": result, **rag_summary(result)}
-        llm_app = local_llm_app(cfg)
-        if llm_app is None:
-            out["local_llm"] = {"skipped": "aaflow_core.serve.local_llm is not available in this checkout"}
+        if not cfg.local_llm:
+            out["local_llm"] = {"skipped": "not run (--no-local-llm; the quick preset's default)"}
         else:
+            llm_app = local_llm_app(cfg)
             with ServerThread(llm_app) as server:
                 result = side_by_side(rag_sides(info["path"], server.base_url, cfg.llm_questions, cfg,
                                                 cfg.llm_max_tokens), max(1, min(cfg.repeats, 2)),
-                                      timeout_s=cfg.timeout_s, log=log)
+                                      pool, log=log)
             out["local_llm"] = {"server": {"backend": "aaflow serve-llm (SmolLM2, greedy)",
                                            "max_tokens": cfg.llm_max_tokens, "stats": asdict(llm_app[STATS])},
                                 "questions": cfg.llm_questions, "sides": result, **rag_summary(result)}
@@ -187,16 +189,14 @@ def case_rag(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
 
 
 def local_llm_app(cfg: Config) -> Any:
-    """`aaflow serve-llm`'s application (chat only), or None where this checkout has no local LLM."""
-    try:
-        from aaflow_core.models.llm import LocalLLM
-        from aaflow_core.serve.local_llm import local_llm_app as make
-    except ImportError:
-        return None
+    """`aaflow serve-llm`'s application (chat only): the real SmolLM2 behind the endpoint."""
+    from aaflow_core.models.llm import LocalLLM
+    from aaflow_core.serve.local_llm import local_llm_app as make
+
     return make(LocalLLM(threads=cfg.threads), embeddings=False, default_max_tokens=cfg.llm_max_tokens)
 
 
-def case_scaling(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
+def case_scaling(cfg: Config, pool: Pool, log: Callable[[str], None]) -> dict[str, Any]:
     """4. Case 1's native ingest on 1..N MPI ranks (threads per rank = cores / ranks)."""
     from benchmarks.scaling_case import scaling
 
@@ -206,7 +206,7 @@ def case_scaling(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
         return {"corpus": info, **scaling(Path(info["path"]), list(range(1, n + 1)), cfg.repeats, Path(tmp), log)}
 
 
-def case_determinism(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
+def case_determinism(cfg: Config, pool: Pool, log: Callable[[str], None]) -> dict[str, Any]:
     """5. The same ingestion run several times and under perturbed timing: how many output hashes differ."""
     with tempfile.TemporaryDirectory() as tmp:
         info = corpus(Path(tmp) / "corpus", cfg.determinism_mb)
@@ -216,12 +216,12 @@ def case_determinism(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
             "langchain": ("benchmarks.determinism:langchain", {"corpus": c, "runs": runs}),
             "llamaindex": ("benchmarks.determinism:llamaindex", {"corpus": c, "runs": runs, "quick": cfg.quick}),
         }
-        result = side_by_side(sides, 1, timeout_s=cfg.timeout_s, log=log)
+        result = side_by_side(sides, 1, pool, log=log)
     return {"corpus": info, "runs_per_variant": runs,
             "sides": {name: s["runs"][0] for name, s in result.items()}}
 
 
-CASES: dict[str, Callable[[Config, Callable[[str], None]], dict[str, Any]]] = {
+CASES: dict[str, Callable[[Config, Pool, Callable[[str], None]], dict[str, Any]]] = {
     "ingest": case_ingest, "remote": case_remote, "rag": case_rag, "scaling": case_scaling,
     "determinism": case_determinism,
 }

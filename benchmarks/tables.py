@@ -84,7 +84,8 @@ def section(report: dict[str, Any], results: Path, images: list[tuple[str, str]]
     out = ["## Side-by-side suite (stock LangChain / LlamaIndex vs aaflow)", "",
            "```", "python -m benchmarks run [--quick] [--suite ingest,remote,rag,scaling,determinism]   # or: make bench",
            "python -m benchmarks render [RESULTS_JSON]", "```", "",
-           "Each side runs in its own worker process (model loaded and warmed before the clock starts); runs "
+           "Sides run in one worker process per framework (LangChain, LlamaIndex, aaflow native), started once "
+           "for the whole suite; each side loads and warms what it needs before the clock starts; runs "
            "alternate between sides (A B C, C B A, ...); medians with min–max over every repetition; every run is in "
            f"the JSON (`{Path(results).name}`).", "",
            f"Machine: {m['cpu']}, {m['cpus']} CPUs (affinity {m.get('affinity')}), Python {m['python']}, "

@@ -22,9 +22,14 @@ from aaflow_core.operators.base import Operator, OperatorResources
 from aaflow_core.concurrency import AsyncBatcher, BatchPolicy, LoopThread
 
 
-@lru_cache(maxsize=6)
 def shared_embedder(model: str | None, threads: int, precision: str = "fp32", backend: str = "torch") -> Embedder:
     """One model per process and configuration (mode included): loading costs seconds, encoding is reentrant."""
+    return _cached_embedder(model, threads, precision, backend)
+
+
+@lru_cache(maxsize=6)
+def _cached_embedder(model: str | None, threads: int, precision: str, backend: str) -> Embedder:
+    # keyed on every argument by position, so defaulted and spelled-out calls share one model
     return build_embedder(model, precision=precision, backend=backend, threads=threads)
 
 
