@@ -160,7 +160,10 @@ def ingest_side(corpus: str, config: str, kind: str = "local", base_url: str | N
         t0 = time.perf_counter()
         docs = documents(Path(corpus))
         t_load = time.perf_counter() - t0
-        pipe = pipeline(kind, config, base_url, transformations)
+        # OpenAIEmbedding keeps its AsyncOpenAI client, bound to the event loop of the first
+        # `asyncio.run`; a remote run gets fresh steps (no model to load) so every run has its own.
+        fresh = transformations if kind == "local" else steps(kind, base_url, id_func)
+        pipe = pipeline(kind, config, base_url, fresh)
         clock.seconds = 0.0
         t1 = time.perf_counter()
         nodes = run_config(pipe, config, docs)
