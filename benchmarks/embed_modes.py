@@ -27,7 +27,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 
-from aaflow_core.models import cpu_features  # noqa: E402
+from aaflow_core.models import cpu_features, cpu_line, cpu_summary  # noqa: E402
 from aaflow_core.models.accuracy import accuracy_report  # noqa: E402
 from aaflow_core.models.modes import PrecisionFallbackWarning, bf16_isa  # noqa: E402
 from aaflow_core.operators.chunk import RecursiveCharacterChunker  # noqa: E402
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         write_stdlib_corpus(folder, int(args.size_mb * 2**20))
     chunks = load_chunks(folder)
     load_before = os.getloadavg()  # other work on the machine slows every mode; recorded, not corrected
-    print(f"{len(chunks)} chunks from {folder}", file=sys.stderr, flush=True)
+    print(f"{len(chunks)} chunks from {folder}; {cpu_line()}", file=sys.stderr, flush=True)
 
     models, load_s = {}, {}
     for precision, backend in MODES:
@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             "mode": model.mode.effective.label, "requested": f"{mode[1]}-{mode[0]}", "fallback": model.mode.fallback,
             "load_s": round(load_s[mode], 3), "seconds": [round(s, 3) for s in seconds[mode]],
             "chunks_per_s": round(len(chunks) / mean_s, 2), "gflops_per_s": round(gflops, 2),
-            "percent_of_peak": round(100 * gflops / peak[mode[0]], 1) if peak["mhz"] else None,
+            "percent_of_peak": (round(100 * gflops / peak[model.mode.effective.precision], 1)
+                                if peak["mhz"] else None),
             "accuracy": accuracy_report(vectors[("fp32", "torch")], vectors[mode], ref_queries,
                                         model.encode(list(QUERIES), BATCH), k=10),
         })
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                    "mean_tokens": round(float(lengths.mean()), 1), "max_tokens": int(lengths.max())},
         "model": {"hidden": cfg.hidden_size, "ffn": cfg.intermediate_size, "layers": cfg.num_hidden_layers},
         "flops_per_chunk": {"useful": round(float(useful.mean())), "executed_with_padding": round(float(executed.mean()))},
-        "peak_gflops_estimate": peak, "cpu": {"bf16_isa": bf16_isa(cpu_features()),
+        "peak_gflops_estimate": peak, "cpu": {**cpu_summary(), "bf16_isa": bf16_isa(cpu_features()),
                                               "avx512_vnni": "avx512_vnni" in cpu_features()},
         "load_average": {"before": load_before, "after": os.getloadavg()},
         "threads": args.threads, "batch_size": BATCH, "rounds": args.rounds, "queries": len(QUERIES),
@@ -160,11 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(cpu_line())
     print(f"{len(chunks)} chunks, {report['flops_per_chunk']['useful'] / 1e9:.2f} GFLOP/chunk, {args.threads} threads")
     print("| mode | chunks/s | x fp32 | GFLOP/s | % peak | max abs diff | min cosine | recall@10 |")
     for r in results:
         a = r["accuracy"]
-        print(f"| {r['mode']} | {r['chunks_per_s']} | {r['speedup_vs_fp32']} | {r['gflops_per_s']} | "
+        label = r["mode"] if r["fallback"] is None else f"{r['requested']} (fell back to {r['mode']})"
+        print(f"| {label} | {r['chunks_per_s']} | {r['speedup_vs_fp32']} | {r['gflops_per_s']} | "
               f"{r['percent_of_peak']} | {a['max_abs_diff']:.2e} | {a['min_cosine']:.5f} | {a['recall_at_k']:.3f} |")
     print(f"wrote {args.out}")
     return 0

@@ -38,6 +38,16 @@ class Tolerance:
     max_abs: float
     min_cosine: float
 
+    def admits(self, figures: dict[str, float]) -> bool:
+        """Whether `compare()` figures are within the bound; identical vectors always are.
+
+        The cosine of identical rows can round below 1.0, so it is only consulted when the
+        vectors differ at all (torch-fp32's bound is exact equality: max_abs 0).
+        """
+        if figures["max_abs_diff"] == 0.0:
+            return True
+        return figures["max_abs_diff"] <= self.max_abs and figures["min_cosine"] >= self.min_cosine
+
 
 # Measured on 1000-char pydoc chunks (benchmarks/embed_modes.py and several small text sets), with
 # headroom: int8's worst row varies with the texts (min cosine 0.97-0.99 onnx, 0.89-0.95 torch).
@@ -92,5 +102,13 @@ def resolve_mode(precision: str, backend: str, features: frozenset[str]) -> Reso
     if isa is not None:
         return ResolvedMode(requested, requested, isa, None)
     why = f"CPU has none of {', '.join(BF16_ISAS)}; bf16 would be emulated, so fp32 is used"
-    warnings.warn(f"embedding precision bf16 unavailable: {why}", PrecisionFallbackWarning, stacklevel=2)
-    return ResolvedMode(requested, EmbedMode("fp32", backend), None, why)
+    resolved = ResolvedMode(requested, EmbedMode("fp32", backend), None, why)
+    warn_fallback(resolved, stacklevel=3)
+    return resolved
+
+
+def warn_fallback(mode: ResolvedMode, stacklevel: int = 2) -> None:
+    """Tell the caller that the mode asked for is not the one running (no-op when they agree)."""
+    if mode.fallback is not None:
+        warnings.warn(f"embedding precision {mode.requested.precision} unavailable: {mode.fallback}",
+                      PrecisionFallbackWarning, stacklevel=stacklevel)

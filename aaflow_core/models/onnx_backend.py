@@ -21,8 +21,9 @@ import numpy as np
 
 from aaflow_core.errors import MissingDependencyError
 from aaflow_core.models.embedding import (
-    count_tokens, cpu_features, embedding_dim, load_sentence_transformer, resolve_model,
+    count_tokens, embedding_dim, load_sentence_transformer, resolve_model,
 )
+from aaflow_core.models.cpu import cpu_features
 from aaflow_core.models.modes import resolve_mode
 
 OPSET = 17

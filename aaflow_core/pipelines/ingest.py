@@ -16,6 +16,7 @@ from aaflow_core.dataplane.schemas import PATHS
 from aaflow_core.dataplane.views import embedding_matrix
 from aaflow_core.distributed import Comm
 from aaflow_core.errors import ConfigError, NoInputError
+from aaflow_core.models.cpu import cpu_summary
 from aaflow_core.models.embedding import Embedder
 from aaflow_core.operators.embed import shared_embedder
 from aaflow_core.operators.load import SkippedItem
@@ -259,6 +260,7 @@ def base_manifest(config: IngestConfig, ranks: int, summary: dict[str, Any],
         "embed_mode": embedder.mode.to_dict(),
         "skipped": [asdict(s) for s in skipped],
         "versions": package_versions(),
+        "cpu": cpu_summary(),  # speeds and bf16/int8 choices depend on it: compare runs on one machine only
         **summary,
     }
     manifest["counts"] = {**summary["counts"], "skipped": len(skipped)}
