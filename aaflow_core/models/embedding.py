@@ -123,5 +123,9 @@ def build_embedder(model: str | None = None, *, precision: str = "fp32", backend
         from aaflow_core.models.onnx_backend import OnnxEmbedder
 
         return OnnxEmbedder(model, precision=precision, threads=threads, features=features)
+    if backend == "openvino":
+        from aaflow_core.models.openvino_backend import OpenVinoEmbedder
+
+        return OpenVinoEmbedder(model, precision=precision, threads=threads, features=features)
     return SentenceEmbedder(model, threads=threads, precision=precision, features=features)
 

@@ -12,7 +12,8 @@ from typing import Any
 from aaflow_core.errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16", "int8")
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("torch", "onnx", "openvino")
+AUTO = "auto"  # precision and backend both: measured once per machine (models/auto.py)
 # CPU flags (as /proc/cpuinfo spells them) that give native bf16 matrix math, best first.
 BF16_ISAS = ("amx_bf16", "avx512_bf16")
 
@@ -54,6 +55,7 @@ class Tolerance:
 TOLERANCES: dict[str, Tolerance] = {
     "torch-fp32": Tolerance(0.0, 1.0),
     "onnx-fp32": Tolerance(1e-5, 0.99999),
+    "openvino-fp32": Tolerance(1e-5, 0.99999),
     "torch-bf16": Tolerance(1e-2, 0.999),
     "onnx-int8": Tolerance(0.1, 0.95),
     "torch-int8": Tolerance(0.15, 0.85),
@@ -68,7 +70,20 @@ def check_mode(precision: str, backend: str) -> EmbedMode:
         raise ConfigError("backend", backend, f"must be one of {', '.join(BACKENDS)}")
     if backend == "onnx" and precision == "bf16":
         raise ConfigError("precision", precision, "bf16 runs on the torch backend only (ONNX Runtime CPU has no bf16 kernels)")
+    if backend == "openvino" and precision != "fp32":
+        raise ConfigError("precision", precision, "the openvino backend runs fp32 only (exact: within 1e-5 of torch)")
     return EmbedMode(precision, backend)
+
+
+def check_request(precision: str, backend: str) -> tuple[str, str]:
+    """Validate at the edge what a user may ask for: a mode, or `auto` for both (chosen per machine)."""
+    if AUTO in (precision, backend):
+        if (precision, backend) != (AUTO, AUTO):
+            raise ConfigError("precision" if precision != AUTO else "backend", precision if precision != AUTO else backend,
+                              "auto picks precision and backend together: pass --precision auto --backend auto")
+        return precision, backend
+    check_mode(precision, backend)
+    return precision, backend
 
 
 def bf16_isa(features: frozenset[str]) -> str | None:
