@@ -80,7 +80,7 @@ def check_request(precision: str, backend: str) -> tuple[str, str]:
     if AUTO in (precision, backend):
         if (precision, backend) != (AUTO, AUTO):
             raise ConfigError("precision" if precision != AUTO else "backend", precision if precision != AUTO else backend,
-                              "auto picks precision and backend together: pass --precision auto --backend auto")
+                              "auto picks precision and backend together: ask for auto in both (--precision auto --backend auto)")
         return precision, backend
     check_mode(precision, backend)
     return precision, backend
