@@ -109,9 +109,18 @@ def test_max_tokens_above_what_the_context_leaves_is_400_naming_the_cap(small):
     assert status == 400 and body["error"]["param"] == "max_tokens"
     assert "at most 15" in body["error"]["message"] and "1000000" in body["error"]["message"]
     status, body = ask(small, messages=prompt, max_completion_tokens=16)
-    assert status == 400 and body["error"]["param"] == "max_completion_tokens" and "at most 15" in body["error"]["message"]
+    assert status == 400 and body["error"]["param"] == "max_completion_tokens"
+    assert "at most 15" in body["error"]["message"]
     status, body = ask(small, messages=prompt, max_tokens=15)
     assert status == 200 and body["choices"][0]["message"]["content"] == "echo: one two three four five"
+
+
+def test_server_max_tokens_limit_caps_below_the_context():
+    with ServerThread(create_app(chat=EchoChat(), limits=ServeLimits(max_tokens_limit=4))) as server:
+        status, body = ask(server, messages=HELLO, max_tokens=5)
+        assert status == 400 and body["error"]["param"] == "max_tokens" and "at most 4 " in body["error"]["message"]
+        status, body = ask(server, messages=[{"role": "user", "content": "a b c d e f"}])  # default 32 is cut to 4
+        assert status == 200 and body["choices"][0]["message"]["content"] == "echo: a b c d"
 
 
 def test_prompt_longer_than_the_context_is_400_on_messages(small):
@@ -153,7 +162,8 @@ def test_more_requests_than_the_queue_holds_get_429_and_accepted_ones_are_answer
             chat.released.set()
     assert state == {"status": "ok", "queue_depth": 3, "max_queue": 3, "in_flight": 2, "max_concurrency": 2}
     assert listed["queue_depth"] == 3 and listed["in_flight"] == 2 and listed["data"][0]["context_length"] == 8192
-    assert [(s, b["choices"][0]["message"]["content"]) for s, b, _ in accepted] == [(200, f"echo: q{i}") for i in range(5)]
+    answered = [(s, b["choices"][0]["message"]["content"]) for s, b, _ in accepted]
+    assert answered == [(200, f"echo: q{i}") for i in range(5)]
     assert all(s == 429 and b["error"]["type"] == "rate_limit_exceeded" for s, b, _ in overflow)
     assert all(int(h["Retry-After"]) >= 1 for _, _, h in overflow)
     assert app[STATS].rejected == 6 and app[STATS].max_in_flight == 2 and app[STATS].queue_depth == 0
