@@ -24,8 +24,7 @@ from aaflow_core.concurrency import AsyncBatcher, BatchPolicy, RetryPolicy
 from aaflow_core.serve.auth import ApiKeys
 from aaflow_core.serve.backends import ChatBackend, ChatRequest, EmbeddingsBackend
 from aaflow_core.serve.limits import (
-    Admission, ApiError, BadRequest, BodyTooLarge, ContextWindow, ServeLimits, ServerStats, answer_cap,
-    check_max_tokens,
+    Admission, ApiError, BadRequest, BodyTooLarge, ContextWindow, ServeLimits, ServerStats, answer_tokens,
 )
 
 T = TypeVar("T")
@@ -100,8 +99,8 @@ async def fit_context(req: ChatRequest, backend: ChatBackend, field: str, limit:
     if not isinstance(backend, ContextWindow):
         return req
     prompt = await backend.count_prompt_tokens(req.messages)
-    cap = answer_cap(prompt, backend.context_tokens, limit)
-    tokens = check_max_tokens(req.max_tokens, field, cap, backend.default_max_tokens, prompt, backend.context_tokens)
+    tokens = answer_tokens(req.max_tokens, field, default=backend.default_max_tokens, prompt=prompt,
+                           context=backend.context_tokens, limit=limit)
     return replace(req, max_tokens=tokens)
 
 

@@ -9,7 +9,7 @@ import asyncio
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from aiohttp import web
 
@@ -106,23 +106,21 @@ class ContextWindow(Protocol):
         ...
 
 
-def answer_cap(prompt_tokens: int, context_tokens: int, limit: int | None) -> int:
-    """Most tokens an answer may have; raises BadRequest (param messages) when the prompt leaves no room."""
-    room = context_tokens - prompt_tokens
+def answer_tokens(asked: int | None, field: str, *, default: int, prompt: int, context: int,
+                  limit: int | None) -> int:
+    """The answer length to serve: `asked` (or `default`, cut to fit) within what the context leaves
+    after the prompt and the server's `limit`; else a 400 naming the field and the cap."""
+    room = context - prompt
     if room < 1:
-        raise BadRequest(f"the prompt is {prompt_tokens} tokens; the model's context is {context_tokens} tokens, "
-                         f"so at most {context_tokens - 1} prompt tokens fit with room for an answer", "messages")
-    return min(room, limit) if limit is not None else room
-
-
-def check_max_tokens(asked: int | None, field: str, cap: int, default: int, prompt_tokens: int,
-                     context_tokens: int) -> int:
-    """The answer length to use: `asked` if within `cap`, else a 400 naming the field and the cap."""
+        raise BadRequest(f"the prompt is {prompt} tokens; the model's context is {context} tokens, "
+                         f"so at most {context - 1} prompt tokens fit with room for an answer", "messages")
+    cap = min(room, limit) if limit is not None else room
     if asked is None:
         return min(default, cap)
     if asked > cap:
-        raise BadRequest(f"'{field}' is {asked}; at most {cap} for this request (the model's context of "
-                         f"{context_tokens} tokens minus the prompt's {prompt_tokens}, or the server's limit)", field)
+        why = ("the server's limit" if cap < room else
+               f"the model's context of {context} tokens minus the prompt's {prompt}")
+        raise BadRequest(f"'{field}' is {asked}; at most {cap} for this request ({why})", field)
     return asked
 
 
@@ -161,7 +159,9 @@ class Admission:
         stats.in_flight += 1
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
 
-        def done(_: Any) -> None:
+        def done(finished: asyncio.Future[T]) -> None:
+            if not finished.cancelled():
+                finished.exception()  # marks it seen: an abandoned (timed-out) request's error is not news
             stats.in_flight -= 1
             self._mean_service_s = 0.8 * self._mean_service_s + 0.2 * (loop.time() - started)
             if self._gate is not None:
