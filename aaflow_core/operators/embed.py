@@ -18,7 +18,8 @@ import pyarrow.compute as pc
 
 from aaflow_core.dataplane.views import embedding_column
 from aaflow_core.models.embedding import Embedder, build_embedder
-from aaflow_core.models.modes import PrecisionFallbackWarning, ResolvedMode, check_mode, warn_fallback
+from aaflow_core.models.auto import choose_mode
+from aaflow_core.models.modes import AUTO, PrecisionFallbackWarning, ResolvedMode, check_mode, check_request, warn_fallback
 from aaflow_core.operators.base import Operator, OperatorResources
 from aaflow_core.concurrency import AsyncBatcher, BatchPolicy, LoopThread
 
@@ -28,7 +29,11 @@ def shared_embedder(model: str | None, threads: int, precision: str = "fp32", ba
 
     A precision fallback is warned on every call, not only on the call that loaded the model, so a
     run is told about it whatever ran before it in the process (it is also in `embedder.mode`).
+    `auto` for both precision and backend is the mode measured fastest on this machine (models.auto).
     """
+    if check_request(precision, backend)[0] == AUTO:
+        choice = choose_mode(model, threads)
+        precision, backend = choice.precision, choice.backend
     embedder = _cached_embedder(model, threads, precision, backend)
     warn_fallback(embedder.mode, stacklevel=3)
     return embedder
