@@ -5,8 +5,8 @@ keys and vector-store contents; what changes is how the work is scheduled: docum
 transformations stream through aaflow's executor in batches cut at document boundaries, the
 others are called once on the whole list as stock calls them (locality.py, transform.py;
 threads, never a pickling process pool), embeddings go in length-sorted micro-batches with
-calls overlapped, and a `FaissVectorStore`
-receives whole Arrow embedding columns instead of one node at a time. Bad input raises stock's
+calls overlapped, and a `FaissVectorStore` receives whole Arrow embedding columns instead of
+one node at a time. Bad input raises stock's
 exception type naming the item; a failed run writes neither docstore nor vector store and
 keeps the cache entries of the finished transformations (docs/reliability.md). Under `mpiexec`
 (`ranks="auto"`) each rank transforms its contiguous shard of the inputs and every rank gets
