@@ -75,7 +75,7 @@ def test_sequence_equals_stock_in_memory(cleanup: str | None) -> None:
 
 
 @pytest.mark.model
-@pytest.mark.parametrize("cleanup", ["incremental", "full"])  # every mode runs in the in-memory test above
+@pytest.mark.parametrize("cleanup", ["incremental"])  # every mode runs in the in-memory tests above
 def test_sequence_equals_stock_faiss_huggingface_bits(cleanup: str | None, hf_embeddings: Any) -> None:
     stock_rm, ours_rm = InMemoryRecordManager("ns"), InMemoryRecordManager("ns")
     stock_vs, ours_vs = empty_faiss(hf_embeddings), empty_faiss(hf_embeddings)

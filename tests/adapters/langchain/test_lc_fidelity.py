@@ -75,12 +75,12 @@ def test_a_subclass_that_overrides_embedding_is_called_through_its_api(hf_embedd
 @pytest.mark.model
 def test_index_documents_default_within_stated_tolerance_and_none_is_stock_bits(
         hf_embeddings: Any, corpus_docs: list[Document], splitter: Any) -> None:
-    docs = [Document(page_content=d.page_content[:4000], metadata=d.metadata) for d in corpus_docs]
+    docs = [Document(page_content=d.page_content[:2500], metadata=d.metadata) for d in corpus_docs[:2]]
     stock = empty_faiss(hf_embeddings)
     stock.add_documents(splitter.split_documents(docs))
     expected = stock.index.reconstruct_n(0, stock.index.ntotal)
     windowed, whole = empty_faiss(hf_embeddings), empty_faiss(hf_embeddings)
-    index_documents(docs, splitter, hf_embeddings, windowed, embed_batch_size=8)  # many windows
+    index_documents(docs, splitter, hf_embeddings, windowed, embed_batch_size=3)  # many windows
     index_documents(docs, splitter, hf_embeddings, whole, docs_per_batch=1, embed_batch_size=None)
     assert rows(windowed) == rows(whole) == rows(stock)
     got = windowed.index.reconstruct_n(0, windowed.index.ntotal)
