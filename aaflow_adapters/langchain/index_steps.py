@@ -22,8 +22,8 @@ from langchain_core.indexing.api import (
 from langchain_core.indexing.base import DocumentIndex
 from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
 
-from aaflow_adapters.langchain.ingest import _faiss_add
-from aaflow_adapters.langchain.retrieval import _class, _sentence_transformers, embed_matrix
+from aaflow_adapters.langchain.ingest import faiss_add
+from aaflow_adapters.langchain.retrieval import embed_matrix, optional_class, sentence_transformers_path
 
 REMOTE_WORKERS = 8  # index batches embedded at once when the model is not in this process
 
@@ -46,7 +46,7 @@ class Destination:
     def __init__(self, store: VectorStore | DocumentIndex, upsert_kwargs: dict[str, Any] | None,
                  batch_size: int) -> None:
         self.store, self.upsert_kwargs, self.batch_size = store, upsert_kwargs or {}, batch_size
-        faiss_cls = _class("langchain_community.vectorstores", "FAISS")
+        faiss_cls = optional_class("langchain_community.vectorstores", "FAISS")
         self.kind = "store"
         if not self.upsert_kwargs and faiss_cls is not None and type(store) is faiss_cls:
             self.kind = "faiss"
@@ -57,19 +57,19 @@ class Destination:
             self.kind = "store"  # e.g. FAISS built on a plain function: the store embeds
 
     def default_workers(self) -> int:
-        return 1 if self.kind == "store" or _sentence_transformers(self.embeddings) else REMOTE_WORKERS
+        return 1 if self.kind == "store" or sentence_transformers_path(self.embeddings) else REMOTE_WORKERS
 
     def embed(self, texts: list[str]) -> Any:
         """Vectors as `add_documents` would compute them: one call over the batch's texts."""
         if self.kind == "faiss":
             return embed_matrix(self.embeddings, texts)
-        if _sentence_transformers(self.embeddings) is not None:  # float32 rows, as embed_documents returns
+        if sentence_transformers_path(self.embeddings) is not None:  # float32 rows, as embed_documents returns
             return embed_matrix(self.embeddings, texts).tolist()
         return self.embeddings.embed_documents(texts)
 
     def write(self, docs: list[Document], ids: list[str], vectors: Any) -> None:
         if self.kind == "faiss":
-            _faiss_add(self.store, docs, ids, np.ascontiguousarray(vectors, np.float32), f"documents {ids[0]} ..")
+            faiss_add(self.store, docs, ids, np.ascontiguousarray(vectors, np.float32), f"documents {ids[0]} ..")
         else:  # InMemoryVectorStore.add_documents with the vectors it would have computed
             for doc, uid, vector in zip(docs, ids, vectors, strict=True):
                 self.store.store[uid] = {"id": uid, "vector": vector, "text": doc.page_content,

@@ -37,7 +37,7 @@ def _rows(rows: Iterable[int]) -> pa.RecordBatch:
     return pa.record_batch([pa.array(list(rows), type=pa.int64())], names=[ROW])
 
 
-def _faiss_add(store: Any, chunks: list[Document], ids: list[str], vectors: np.ndarray, where: str) -> None:
+def faiss_add(store: Any, chunks: list[Document], ids: list[str], vectors: np.ndarray, where: str) -> None:
     """What `FAISS.add_embeddings` does, with the vectors handed over as they are.
 
     Checked before the index is touched, so a bad batch never leaves vectors without documents.
@@ -134,7 +134,7 @@ class _Ingest:
             ids = self.store.add_texts(texts, metadatas, ids=ids)
         elif self.zero_copy:
             where = f"{self.chunk_name(rows[0])} .. {self.chunk_name(rows[-1])}"
-            _faiss_add(self.store, chunks, ids, embedding_matrix(batch.column("embedding")), where)
+            faiss_add(self.store, chunks, ids, embedding_matrix(batch.column("embedding")), where)
         else:  # a store without a bulk buffer API: one visible conversion to Python lists
             vectors = embedding_matrix(batch.column("embedding")).tolist()
             ids = self.store.add_embeddings(list(zip(texts, vectors)), metadatas, ids=ids)  # type: ignore[attr-defined]

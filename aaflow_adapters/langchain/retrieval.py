@@ -28,7 +28,7 @@ from aaflow_adapters.langchain.stages import RunContext, Stage
 
 
 @lru_cache(maxsize=None)
-def _class(module: str, name: str) -> type | None:
+def optional_class(module: str, name: str) -> type | None:
     """A class from an optional package, or None when that package is not installed."""
     try:
         return getattr(importlib.import_module(module), name)
@@ -61,13 +61,13 @@ class _SentenceTransformers:
 _HF_METHODS = ("embed_documents", "embed_query", "_embed")
 
 
-def _sentence_transformers(embeddings: Embeddings) -> _SentenceTransformers | None:
+def sentence_transformers_path(embeddings: Embeddings) -> _SentenceTransformers | None:
     """The NumPy path for the two HuggingFaceEmbeddings classes, matched by class (not by name)."""
     if getattr(embeddings, "multi_process", True):
         return None
-    if _unchanged(embeddings, _class("langchain_huggingface", "HuggingFaceEmbeddings"), _HF_METHODS):
+    if _unchanged(embeddings, optional_class("langchain_huggingface", "HuggingFaceEmbeddings"), _HF_METHODS):
         return _SentenceTransformers("_client", query_kwargs=True)
-    if _unchanged(embeddings, _class("langchain_community.embeddings", "HuggingFaceEmbeddings"), _HF_METHODS):
+    if _unchanged(embeddings, optional_class("langchain_community.embeddings", "HuggingFaceEmbeddings"), _HF_METHODS):
         return _SentenceTransformers("client", query_kwargs=False)
     return None
 
@@ -81,7 +81,7 @@ def embed_matrix(embeddings: Embeddings, texts: list[str], *, query: bool = Fals
     exactly the encode call `embed_documents` makes; anything else goes through its public API
     once, and an answer that is not one vector per text raises EmbeddingOutputError naming `name(i)`.
     """
-    fast = _sentence_transformers(embeddings)
+    fast = sentence_transformers_path(embeddings)
     if fast is not None:
         return fast.encode(embeddings, texts, query)
     if query and not _query_is_document(embeddings):
@@ -97,9 +97,9 @@ _QUERY_IS_DOCUMENT = (("langchain_openai", "OpenAIEmbeddings"), ("langchain_open
 
 
 def _query_is_document(embeddings: Embeddings) -> bool:
-    if _sentence_transformers(embeddings) is not None:
+    if sentence_transformers_path(embeddings) is not None:
         return True
-    return any(_unchanged(embeddings, _class(m, n), ("embed_documents", "embed_query")) for m, n in _QUERY_IS_DOCUMENT)
+    return any(_unchanged(embeddings, optional_class(m, n), ("embed_documents", "embed_query")) for m, n in _QUERY_IS_DOCUMENT)
 
 
 def batchable(retriever: object) -> bool:
