@@ -208,3 +208,13 @@ def test_remote_style_embeddings_run_batches_side_by_side() -> None:
     expected = stock_index(docs, InMemoryRecordManager("ns"), stock_vs, batch_size=4)
     assert index(docs, InMemoryRecordManager("ns"), ours_vs, batch_size=4, embed_workers=2) == expected
     assert memory_state(ours_vs) == memory_state(stock_vs)
+
+
+@pytest.mark.parametrize("ours, stock", [(index, stock_index), (aindex, stock_aindex)])
+def test_signature_is_stocks_plus_one_option(ours: Any, stock: Any) -> None:
+    import inspect
+
+    mine, theirs = inspect.signature(ours).parameters, inspect.signature(stock).parameters
+    assert [(p.name, p.kind, p.default) for p in theirs.values()] == \
+        [(p.name, p.kind, p.default) for p in list(mine.values())[:len(theirs)]]
+    assert list(mine)[len(theirs):] == ["embed_workers"]
