@@ -100,14 +100,14 @@ def _row_batch(rows: list[int] | range) -> pa.RecordBatch:
 
 
 def stream_rows(stages: list[Stage], values: list[Any], config_for: ConfigFor, opts: Options, *,
-                fail_fast: bool, asynchronous: bool = False) -> Iterator[tuple[int, Any]]:
+                fail_fast: bool, asynchronous: bool = False, per_input: bool = False) -> Iterator[tuple[int, Any]]:
     """Yield `(row, output or exception)` as micro-batches leave the last stage.
 
     With `fail_fast`, the first failure stops new work (LangChain's batch without
-    `return_exceptions`); the caller decides what to raise. `asynchronous`: see RunContext.
+    `return_exceptions`); the caller decides what to raise. `asynchronous`, `per_input`: see RunContext.
     """
     table = _Rows(list(values), fail_fast)
-    rt = RunContext(gate=RemoteGate(opts.in_flight), asynchronous=asynchronous)
+    rt = RunContext(gate=RemoteGate(opts.in_flight), asynchronous=asynchronous, per_input=per_input)
     ctx = contextvars.copy_context()
     fns = [table.stage_fn(k, s, config_for, rt, ctx) for k, s in enumerate(stages)]
     wf = build_workflow(stages, opts, fns)

@@ -19,6 +19,7 @@ from langchain_core.runnables.config import get_config_list, patch_config, run_i
 
 from aaflow_core import ConfigError, Plan
 from aaflow_core.distributed import Comm
+from aaflow_adapters.errors import UnknownOptionError
 from aaflow_adapters.langchain.checks import as_runnable
 from aaflow_adapters.langchain.mpi import batch_on_ranks
 from aaflow_adapters.langchain.pipeline import Options, describe, stream_rows
@@ -47,6 +48,10 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
         """`runnable` (or `bound=`): a Runnable, or a callable or dict that LCEL coerces to one."""
         if runnable is not _UNSET:
             kwargs["bound"] = runnable
+        accepted = sorted(type(self).model_fields)
+        for name in kwargs:
+            if name not in accepted:  # pydantic would drop it silently: a misspelt option must not pass
+                raise UnknownOptionError("AAFlowRunnable", name, kwargs[name], accepted)
         kwargs["bound"] = as_runnable(kwargs.get("bound"))
         super().__init__(**kwargs)
         self._check()
@@ -82,11 +87,14 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
         return describe(stages, self._options(configs))
 
     def _run(self, inputs: Sequence[Any], config: RunnableConfig | Sequence[RunnableConfig] | None,
-             return_exceptions: bool, kwargs: Mapping[str, Any], asynchronous: bool) -> Iterator[tuple[int, Any]]:
+             return_exceptions: bool, kwargs: Mapping[str, Any], asynchronous: bool,
+             per_input: bool = False) -> Iterator[tuple[int, Any]]:
         """(index, output) as inputs finish; root runs are closed once all are done, as stock does.
 
         `asynchronous`: called for the async family, so steps aaflow has no plan for run through
-        their own `abatch` (as stock's `abatch` does: async-only steps work there)."""
+        their own `abatch` (as stock's `abatch` does: async-only steps work there). `per_input`:
+        called for `batch_as_completed`, which stock runs as `invoke` per input, so steps aaflow has
+        no plan for run per input too (a RunnableWithFallbacks then fails with the primary's error)."""
         root, configs, merged = self._prepare(len(inputs), config, kwargs)
         stages, is_sequence = top_level_steps(root, merged)
         runs = open_chain_runs(root, inputs, configs) if is_sequence else None
@@ -99,7 +107,8 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
         outputs: list[Any] = list(inputs)
         try:
             for i, out in stream_rows(stages, list(inputs), config_for, self._options(configs),
-                                      fail_fast=not return_exceptions, asynchronous=asynchronous):
+                                      fail_fast=not return_exceptions, asynchronous=asynchronous,
+                                      per_input=per_input):
                 if isinstance(out, Exception) and not return_exceptions:
                     raise out
                 outputs[i] = out
@@ -146,7 +155,7 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
         if Comm.for_ranks(self.ranks).size > 1:  # outputs arrive together, after the exchange
             yield from enumerate(self.batch(list(inputs), config, return_exceptions=return_exceptions, **kwargs))
             return
-        yield from self._run(inputs, config, return_exceptions, kwargs, asynchronous=False)
+        yield from self._run(inputs, config, return_exceptions, kwargs, asynchronous=False, per_input=True)
 
     async def abatch_as_completed(
         self, inputs: Sequence[Any], config: RunnableConfig | Sequence[RunnableConfig] | None = None,
@@ -159,7 +168,7 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
             for item in enumerate(outputs):
                 yield item
             return
-        results = self._run(inputs, config, return_exceptions, kwargs, asynchronous=True)
+        results = self._run(inputs, config, return_exceptions, kwargs, asynchronous=True, per_input=True)
         try:
             while (item := await run_in_executor(None, next, results, _END)) is not _END:
                 yield item

@@ -23,10 +23,12 @@ from aaflow_adapters.langchain.runs import close_chain_runs, open_call_runs, ope
 
 @dataclass
 class RunContext:
-    """What stages share during one `batch` call: the remote budget, and whether it serves `abatch`."""
+    """What stages share during one `batch` call: the remote budget, whether it serves `abatch`, and
+    whether it serves `batch_as_completed` (stock: `invoke` per input, so steps run per input too)."""
 
     gate: RemoteGate
     asynchronous: bool = False
+    per_input: bool = False
 
 
 def one_per_input(outputs: Any, n: int, step: str) -> list[Any]:
@@ -83,12 +85,30 @@ class GenericStage(Stage):
         runnable, kwargs = self.runnable, self.kwargs
         if not values:
             return []
+        if rt.per_input:  # e.g. RunnableWithFallbacks: invoke raises the primary's error, batch the last one's
+            return self._per_input(values, configs, rt)
         if not rt.asynchronous:
             return one_per_input(runnable.batch(values, configs, return_exceptions=True, **kwargs),
                                  len(values), self.label)
         # for `abatch`, the step's own `abatch`, as stock runs it: async-only steps work there
         [out] = rt.gate.run([lambda: runnable.abatch(values, configs, return_exceptions=True, **kwargs)])
         return [out] * len(values) if isinstance(out, Exception) else one_per_input(out, len(values), self.label)
+
+
+    def _per_input(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
+        runnable, kwargs = self.runnable, self.kwargs
+        if rt.asynchronous:
+            return rt.gate.run([(lambda v=v, c=c: runnable.ainvoke(v, c, **kwargs))
+                                for v, c in zip(values, configs, strict=True)])
+
+        def call(value: Any, config: RunnableConfig) -> Any:
+            try:
+                return runnable.invoke(value, config, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - per input, as in LangChain's batch_as_completed
+                return exc
+
+        with ContextThreadPoolExecutor(max_workers=len(values)) as pool:
+            return list(pool.map(call, values, configs))
 
 
 @dataclass

@@ -23,6 +23,7 @@ from aaflow_core.concurrency import LoopThread
 from aaflow_core.errors import AAFlowError, ConfigError
 
 from aaflow_adapters.llamaindex.cache import CacheTap, StepRecord
+from aaflow_adapters.llamaindex.locality import is_embedding
 from aaflow_adapters.llamaindex.nodes import EMBEDDING, NodeTable, source_batches
 from aaflow_adapters.llamaindex.steps import EmbedCaller, EmbedStep, Failure, RunCoro, TransformStep
 from aaflow_adapters.llamaindex.vector import Segment
@@ -101,7 +102,7 @@ def stream(
             if i > 0 and records:
                 workflow.map(CacheTap(table, records[i - 1], records[i]), name=f"cache-{i}")
             name = f"{i}-{type(transform).__name__}"
-            if isinstance(transform, BaseEmbedding):
+            if is_embedding(transform):
                 caller, window = _embed_caller(transform, opts, kwargs, run_coro, stack)
                 workflow.map(EmbedStep(caller, table, parity=opts.parity, index=i, name=name, failure=failure),
                              name=name, batch_size=window)
