@@ -24,6 +24,7 @@ from langchain_core.runnables.config import ensure_config
 from langchain_core.vectorstores import VectorStoreRetriever
 
 from aaflow_adapters.langchain.checks import as_matrix
+from aaflow_adapters.langchain.embeddings import AAFlowEmbeddings
 from aaflow_adapters.langchain.stages import RunContext, Stage
 
 
@@ -84,6 +85,8 @@ def embed_matrix(embeddings: Embeddings, texts: list[str], *, query: bool = Fals
     fast = sentence_transformers_path(embeddings)
     if fast is not None:
         return fast.encode(embeddings, texts, query)
+    if type(embeddings) is AAFlowEmbeddings:  # aaflow's own engines: the matrix, no float lists
+        return embeddings.embed_matrix(texts)
     if query and not _query_is_document(embeddings):
         rows = [embeddings.embed_query(t) for t in texts]
     else:
@@ -92,7 +95,8 @@ def embed_matrix(embeddings: Embeddings, texts: list[str], *, query: bool = Fals
 
 
 # Embeddings classes whose embed_query(t) is by definition embed_documents([t])[0].
-_QUERY_IS_DOCUMENT = (("langchain_openai", "OpenAIEmbeddings"), ("langchain_openai", "AzureOpenAIEmbeddings"),
+_QUERY_IS_DOCUMENT = (("aaflow_adapters.langchain.embeddings", "AAFlowEmbeddings"),
+                      ("langchain_openai", "OpenAIEmbeddings"), ("langchain_openai", "AzureOpenAIEmbeddings"),
                       ("langchain_core.embeddings", "DeterministicFakeEmbedding"))
 
 
