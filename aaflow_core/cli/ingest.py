@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"phases: {phases}  total={m['total_s']:.2f}s (model load {m['model_load_s']:.2f}s)")
     if comm.size > 1:
         print(f"ranks={comm.size} shards={len(m['shards'])} bytes_between_ranks={m['bytes_between_ranks']}")
+        print_hosts(m)
     print(f"embedding mode: {m['embed_mode']['label']}" + (f" ({m['embed_mode']['fallback']})" if m['embed_mode']['fallback'] else ""))
     if "accuracy" in m:
         a = m["accuracy"]
@@ -93,3 +94,13 @@ def run(args: argparse.Namespace) -> int:
               f"min cosine={a['min_cosine']:.5f} recall@{a['k']}={a['recall_at_k']:.3f}")
     print(f"output_sha256={m['output_sha256']}")
     return EXIT_SKIPPED if result.skipped else EXIT_OK
+
+
+def print_hosts(manifest: dict[str, Any]) -> None:
+    """One line per host: its ranks, and how many models each loaded and how long that took."""
+    per_rank = {r["rank"]: r for r in manifest["per_rank"]}
+    for host in manifest["hosts"]:
+        ranks = [per_rank[r] for r in host["ranks"]]
+        loads = ", ".join(f"rank {r['rank']} loaded {r.get('models_loaded', 0)} model(s) in "
+                          f"{r.get('model_load_s', 0.0):.2f}s" for r in ranks)
+        print(f"host {host['host']}: {len(ranks)} rank(s); {loads}")

@@ -217,30 +217,36 @@ class Comm:
     def agree(self, error: BaseException | None) -> None:
         """Collective failure check: if any rank passes an error, every rank raises RankError.
 
-        The error names the first failing rank (and lists the others), so the job ends the
-        same way on every rank and the caller can clean up before re-raising. In a size-1
-        job the error itself is raised again, unchanged.
+        The error names the first failing rank (and lists the others), with their hosts when
+        the job spans several, so the job ends the same way on every rank and the caller can
+        clean up before re-raising. In a size-1 job the error itself is raised again, unchanged.
         """
         if self.size == 1:
             if error is not None:
                 raise error
             return
         why = "" if error is None else f"{type(error).__name__}: {error}"
-        status = pa.table({"rank": pa.array([self.rank], pa.int32()), "error": pa.array([why], pa.string())})
-        failed = [(r, w) for r, w in zip(*self.allgather_table(status).to_pydict().values()) if w]
+        status = pa.table({"rank": pa.array([self.rank], pa.int32()), "host": [socket.gethostname()],
+                           "error": pa.array([why], pa.string())})
+        rows = self.allgather_table(status).to_pylist()
+        failed = [r for r in rows if r["error"]]
         if not failed:
             return
-        rank, first = failed[0]
-        more = "".join(f"; rank {r} also failed: {w}" for r, w in failed[1:])
-        exc = RankError(rank, first + more)
-        raise exc from (error if self.rank == rank else None)
+        several_hosts = len({r["host"] for r in rows}) > 1
+
+        def who(r: dict) -> str:
+            return f"rank {r['rank']} on {r['host']}" if several_hosts else f"rank {r['rank']}"
+
+        first = failed[0]
+        more = "".join(f"; {who(r)} also failed: {r['error']}" for r in failed[1:])
+        exc = RankError(first["rank"], first["error"] + more, host=first["host"] if several_hosts else None)
+        raise exc from (error if self.rank == first["rank"] else None)
 
     def describe(self) -> str:
-        """Which process is which rank (collective): hydra and srun name a dead process by PID."""
-        me = pa.table({"rank": pa.array([self.rank], pa.int32()), "pid": pa.array([os.getpid()], pa.int64()),
-                       "host": [socket.gethostname()]})
-        ranks = self.allgather_table(me).to_pylist()
-        return ", ".join(f"rank {r['rank']} pid {r['pid']} on {r['host']}" for r in ranks)
+        """Which process is which rank, on which host (collective): hydra and srun name a dead process by PID."""
+        from aaflow_core.distributed.hosts import placement
+
+        return placement(self).describe()
 
     def abort_on_uncaught(self) -> None:
         """Make an exception that escapes every handler end the whole job, naming this rank.

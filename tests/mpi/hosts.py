@@ -1,0 +1,134 @@
+"""Simulated hosts for multi-host MPI tests: Linux network namespaces joined by a veth pair.
+
+Each host is a network namespace with its own stack (loopback + one veth end, 10.77.0.N/24) and,
+for every process hydra starts there, its own hostname (a UTS namespace) and its own mounts
+(a mount namespace, so a directory can be made local to one host). mpiexec runs on host a, as a
+user logged into it would, and reaches the others through `-launcher ssh -launcher-exec SCRIPT`:
+hydra calls the script exactly as it would call ssh (`SCRIPT -x HOST "CMD" ARGS...`) and the
+script runs the command line in that host's namespaces. Only the namespaces' own addresses are
+used (`-localhost 10.77.0.1`, `-hosts 10.77.0.1:R,10.77.0.2:R`). The namespaces are this
+process's own (named after its PID) and are deleted on exit, with every process left in them.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.mpi.mpirun import ROOT, mpi_env, mpiexec
+
+SUBNET = "10.77.0"
+
+
+def cannot_simulate() -> str | None:
+    """Why namespaces cannot be made here (None when they can): the reason a test skips with."""
+    if os.geteuid() != 0:
+        return "simulated hosts need root (network namespaces); run the tests as root"
+    for tool, package in (("ip", "iproute2"), ("unshare", "util-linux")):
+        if shutil.which(tool) is None:
+            return f"simulated hosts need `{tool}` ({package}); `make install` installs it when run as root"
+    probe = f"aaflow-probe-{os.getpid()}"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    if made.returncode != 0:
+        return f"this machine does not allow network namespaces (`ip netns add` failed: {made.stderr.strip()})"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    return None
+
+
+@dataclass
+class Hosts:
+    """Two or more simulated hosts; `run` starts an mpiexec job across them."""
+
+    names: list[str]  # network namespaces
+    hostnames: list[str]
+    launcher: Path
+    local_dirs: dict[int, list[Path]] = field(default_factory=dict)
+
+    @property
+    def addresses(self) -> list[str]:
+        return [f"{SUBNET}.{i + 1}" for i in range(len(self.names))]
+
+    def command(self, args: list[str], per_host: int | list[int] = 1) -> list[str]:
+        counts = per_host if isinstance(per_host, list) else [per_host] * len(self.names)
+        hosts = ",".join(f"{a}:{c}" for a, c in zip(self.addresses, counts) if c)
+        job = [mpiexec(), "-launcher", "ssh", "-launcher-exec", str(self.launcher), "-localhost",
+               self.addresses[0], "-hosts", hosts, "-n", str(sum(counts)), sys.executable, *args]
+        return [str(self.launcher), "-x", self.addresses[0], shlex.join(job)]  # mpiexec itself runs on host a
+
+    def run(self, args: list[str], per_host: int | list[int] = 1, timeout: float = 180,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """`mpiexec` on host a, ranks spread over the hosts (`per_host` each), output captured."""
+        try:
+            return subprocess.run(self.command(args, per_host), capture_output=True, text=True,
+                                  env={**mpi_env(), **(env or {})}, timeout=timeout, cwd=ROOT)
+        finally:
+            self.kill_leftovers()
+
+    def kill_leftovers(self) -> None:
+        """End any process still inside these namespaces (a job that timed out)."""
+        for name in self.names:
+            pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+
+
+def launcher_script(names: list[str], hostnames: list[str], local_dirs: dict[int, list[Path]]) -> str:
+    """The ssh stand-in: `SCRIPT -x HOST CMDLINE...` runs CMDLINE in HOST's namespaces via sh -c."""
+    cases = []
+    for i, (ns, hostname) in enumerate(zip(names, hostnames)):
+        mounts = "".join(f"mount -t tmpfs aaflow-local {shlex.quote(str(d))}; " for d in local_dirs.get(i, []))
+        setup = shlex.quote(f"hostname {hostname}; {mounts}")
+        cases.append(f"  {SUBNET}.{i + 1}) ns={ns}; setup={setup};;")
+    return "\n".join([
+        "#!/bin/sh",
+        "# Called by hydra as it would call ssh: -x HOST \"CMD\" ARGS... (one command line for a shell).",
+        '[ "$1" = "-x" ] && shift',
+        'host=$1; shift',
+        'case $host in', *cases, '  *) echo "no simulated host $host" >&2; exit 255;;', 'esac',
+        'exec ip netns exec "$ns" unshare --uts --mount sh -c "$setup $*"', ""])
+
+
+def sh(*cmd: str) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{shlex.join(cmd)} failed: {done.stderr.strip()}")
+
+
+@contextmanager
+def simulated_hosts(work: Path, local_dirs: dict[int, list[Path]] | None = None) -> Iterator[Hosts]:
+    """Hosts a and b (10.77.0.1, 10.77.0.2) joined by a veth pair; `local_dirs[i]` are private to host i.
+
+    Everything is removed on exit, also when the body or the set-up fails.
+    """
+    names = [f"aaflow-{os.getpid()}-{c}" for c in "ab"]
+    hostnames = ["host-a", "host-b"]
+    launcher = work / "ssh-to-host"
+    launcher.write_text(launcher_script(names, hostnames, local_dirs or {}))
+    launcher.chmod(0o755)
+    hosts = Hosts(names, hostnames, launcher, local_dirs or {})
+    made: list[str] = []
+    try:
+        for name in names:
+            sh("ip", "netns", "add", name)
+            made.append(name)
+        sh("ip", "link", "add", "veth0", "netns", names[0], "type", "veth", "peer", "name", "veth0", "netns", names[1])
+        for i, name in enumerate(names):
+            sh("ip", "-n", name, "addr", "add", f"{SUBNET}.{i + 1}/24", "dev", "veth0")
+            sh("ip", "-n", name, "link", "set", "veth0", "up")
+            sh("ip", "-n", name, "link", "set", "lo", "up")
+        yield hosts
+    finally:
+        hosts.names = made
+        hosts.kill_leftovers()
+        for name in made:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
