@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test lint clean bench bench-quick bench-ingest bench-scaling
+.PHONY: install run test lint clean bench bench-quick bench-ingest bench-scaling sysdeps
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -33,7 +33,16 @@ run: install
 lint: install
 	$(BIN)/lint-imports
 
-test: install lint
+# tests/mpi/test_multihost.py simulates hosts with network namespaces: it needs `ip` (iproute2).
+# Installed only when missing and we are root with apt-get; otherwise that test skips, saying why.
+sysdeps:
+	@if ! command -v ip >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing iproute2 (ip) for the simulated-hosts MPI test"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2) || \
+			echo "could not install iproute2: the simulated-hosts test will skip"; \
+	fi
+
+test: install lint sysdeps
 	$(BIN)/python -m pytest -q tests
 
 # The side-by-side suite (stock LangChain/LlamaIndex vs aaflow): JSON, PNG plots, docs/benchmarks.md.

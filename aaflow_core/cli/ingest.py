@@ -7,10 +7,10 @@ from typing import Any
 
 from aaflow_core.cli.main import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, non_negative_int, positive_int
 from aaflow_core.distributed import Comm
+from aaflow_core.distributed.hosts import threads_per_rank
 from aaflow_core.errors import AAFlowError, ConfigError
 from aaflow_core.models.modes import BACKENDS, PRECISIONS
 from aaflow_core.pipelines import IngestConfig, ingest
-from aaflow_core.pipelines.ingest import default_threads
 
 
 def register(sub: Any) -> None:
@@ -24,7 +24,8 @@ def register(sub: Any) -> None:
     p.add_argument("--files-per-batch", type=positive_int, default=16,
                    help="files loaded together (with the queues, this bounds the text in memory)")
     p.add_argument("--threads", type=positive_int, default=None,
-                   help="threads per process (default: the cores, split between the MPI ranks on this node)")
+                   help="threads per process (default: the cores, split between the MPI ranks on this node; "
+                        "a rank the launcher bound to its own cores uses those)")
     p.add_argument("--glob", default=None, help="take files matching this pattern instead of known suffixes")
     p.add_argument("--overwrite", action="store_true", help="replace an existing aaflow index")
     p.add_argument("--update", action="store_true",
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         ranks = comm.describe()
         if comm.is_root:
             print(f"aaflow ingest: {comm.size} ranks: {ranks}", file=sys.stderr)
-    threads = args.threads or max(1, default_threads() // comm.local_size())
+    threads = args.threads or threads_per_rank(comm)
     try:
         config = IngestConfig(
             paths=tuple(args.paths), index_dir=args.index, chunk_size=args.chunk_size,

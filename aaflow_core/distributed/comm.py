@@ -122,6 +122,18 @@ class Comm:
                 node.Free()
         return self._local_size
 
+    def node(self) -> "Comm":
+        """The ranks of this job on this node, as their own Comm (collective; free it with `free`)."""
+        if self._comm is None:
+            return Comm()
+        return Comm(self._comm.Split_type(mpi().COMM_TYPE_SHARED))
+
+    def free(self) -> None:
+        """Release a communicator this process made (`node`); COMM_WORLD is never freed."""
+        if self._comm is not None and self._comm != mpi().COMM_WORLD:
+            self._comm.Free()
+        self._comm = None
+
     def barrier(self) -> None:
         if self._comm is not None:
             self._comm.Barrier()

@@ -21,9 +21,11 @@ import pyarrow as pa
 
 from aaflow_core.distributed.comm import Comm
 from aaflow_core.errors import SharedPathError
+from aaflow_core.plan.placement import available_cpus, intra_op_threads
 
 PLACE = pa.schema([("rank", pa.int32()), ("host", pa.string()), ("pid", pa.int64())])
 SEEN = pa.schema([("rank", pa.int32()), ("host", pa.string()), ("seen", pa.string())])
+CPUS = pa.schema([("cpus", pa.list_(pa.int32()))])
 SHARED_HINT = "put it on a file system that every host of the job mounts at the same path"
 
 
@@ -56,6 +58,32 @@ def placement(comm: Comm) -> Placement:
                               schema=PLACE)
     table = comm.allgather_table(me)
     return Placement(tuple(table.column("host").to_pylist()), tuple(table.column("pid").to_pylist()))
+
+
+def threads_for(masks: Sequence[Sequence[int]], node_rank: int) -> int:
+    """Intra-op threads for rank `node_rank` of a node whose ranks may run on `masks` (affinity CPU ids).
+
+    Disjoint masks mean the launcher bound each rank to its own cores (`srun --cpu-bind`,
+    `-bind-to core:T`): a rank uses all of its own. Otherwise the ranks share the CPUs and
+    split them (`plan.placement`), so a node is used once.
+    """
+    mine = list(masks[node_rank])
+    if len(masks) == 1 or sum(map(len, masks)) == len(set().union(*map(set, masks))):
+        return intra_op_threads(mine, 1)
+    return intra_op_threads(mine, len(masks), node_rank)
+
+
+def threads_per_rank(comm: Comm) -> int:
+    """Collective: this rank's default thread count, from the CPU masks of the ranks on its node."""
+    if comm.size == 1:
+        return threads_for([available_cpus()], 0)
+    node = comm.node()
+    try:
+        mine = pa.Table.from_pydict({"cpus": [list(available_cpus())]}, schema=CPUS)
+        masks = node.allgather_table(mine).column("cpus").to_pylist()
+        return threads_for(masks, node.rank)
+    finally:
+        node.free()
 
 
 def _compare(comm: Comm, seen: str) -> tuple[str, list[tuple[int, str, str]]]:

@@ -33,7 +33,7 @@ def cannot_simulate() -> str | None:
         return "simulated hosts need root (network namespaces); run the tests as root"
     for tool, package in (("ip", "iproute2"), ("unshare", "util-linux")):
         if shutil.which(tool) is None:
-            return f"simulated hosts need `{tool}` ({package}); `make install` installs it when run as root"
+            return f"simulated hosts need `{tool}` ({package}); `make test` installs it when run as root"
     probe = f"aaflow-probe-{os.getpid()}"
     made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
     if made.returncode != 0:
@@ -44,7 +44,7 @@ def cannot_simulate() -> str | None:
 
 @dataclass
 class Hosts:
-    """Two or more simulated hosts; `run` starts an mpiexec job across them."""
+    """Hosts a and b; `run` starts an mpiexec job across them."""
 
     names: list[str]  # network namespaces
     hostnames: list[str]

@@ -7,6 +7,7 @@ shared, and a rank lost on host b, end the job naming the path or the host.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -19,7 +20,9 @@ from langchain_core.runnables import RunnableLambda
 
 from aaflow_adapters.langchain import AAFlowRunnable
 from aaflow_core.distributed import Comm
+from aaflow_core.distributed.hosts import threads_for
 from aaflow_core.pipelines import IngestConfig, ingest, query
+from aaflow_core.plan.placement import available_cpus, intra_op_threads
 from aaflow_core.stores.faiss_store import IndexReader
 
 from tests.mpi.hosts import Hosts, cannot_simulate, simulated_hosts
@@ -175,3 +178,23 @@ def test_placement_and_failures_name_hosts_with_two_ranks_on_one_host(hosts, tmp
         assert report["failure"] == {"rank": 2, "host": "host-b",
                                      "message": "rank 2 on host-b failed: ValueError: injected on rank 2"}
     assert [r["local_size"] for r in reports] == [2, 2, 1]  # what splits the cores into threads per rank
+    cpus = available_cpus()  # the simulated hosts share this machine's CPUs
+    assert [r["threads"] for r in reports] == [intra_op_threads(cpus, 2, 0), intra_op_threads(cpus, 2, 1),
+                                               intra_op_threads(cpus, 1)]
+
+
+@pytest.mark.parametrize(("masks", "want"), [
+    ([[0, 1, 2, 3]], [4]),
+    ([[0, 1, 2, 3], [0, 1, 2, 3]], [2, 2]),  # ranks share the node's CPUs: split them
+    ([[0, 1], [2, 3]], [2, 2]),  # bound to their own cores (srun --cpu-bind, -bind-to core:2): use them
+    ([[0, 1, 2, 3, 4, 5, 6, 7], [8, 9, 10, 11, 12, 13, 14, 15]], [8, 8]),
+    ([[0, 1, 2], [0, 1, 2], [0, 1, 2]], [1, 1, 1]),
+])
+def test_threads_per_rank_split_shared_cpus_and_keep_bound_ones(masks, want):
+    assert [threads_for(masks, r) for r in range(len(masks))] == want
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the root check comes first when not root")
+def test_without_ip_the_test_skips_naming_the_package(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on PATH: no `ip`
+    assert cannot_simulate() == ("simulated hosts need `ip` (iproute2); `make test` installs it when run as root")
