@@ -11,6 +11,7 @@ process's own (named after its PID) and are deleted on exit, with every process 
 """
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -25,6 +26,10 @@ from pathlib import Path
 from tests.mpi.mpirun import ROOT, mpi_env, mpiexec
 
 SUBNET = "10.77.0"
+# MPI traffic over the veth pair: MPICH's OFI netmod with libfabric's tcp provider on veth0. The
+# wheel's default UCX netmod sees one kernel and joins the namespaces by shared memory (it
+# refuses TCP between them), which would hide the network this simulates.
+NETWORK_ENV = {"MPIR_CVAR_CH4_NETMOD": "ofi", "FI_PROVIDER": "tcp", "FI_TCP_IFACE": "veth0"}
 
 
 def cannot_simulate() -> str | None:
@@ -67,9 +72,16 @@ class Hosts:
         """`mpiexec` on host a, ranks spread over the hosts (`per_host` each), output captured."""
         try:
             return subprocess.run(self.command(args, per_host), capture_output=True, text=True,
-                                  env={**mpi_env(), **(env or {})}, timeout=timeout, cwd=ROOT)
+                                  env={**mpi_env(), **NETWORK_ENV, **(env or {})}, timeout=timeout, cwd=ROOT)
         finally:
             self.kill_leftovers()
+
+    def veth_bytes(self, host: int) -> dict[str, int]:
+        """Bytes host `host` has sent and received on its veth end (what crossed the simulated network)."""
+        shown = subprocess.run(["ip", "-n", self.names[host], "-s", "-j", "link", "show", "veth0"],
+                               capture_output=True, text=True, check=True).stdout
+        stats = json.loads(shown)[0]["stats64"]
+        return {"tx": int(stats["tx"]["bytes"]), "rx": int(stats["rx"]["bytes"])}
 
     def kill_leftovers(self) -> None:
         """End any process still inside these namespaces (a job that timed out)."""
@@ -123,6 +135,7 @@ def simulated_hosts(work: Path, local_dirs: dict[int, list[Path]] | None = None)
             made.append(name)
         sh("ip", "link", "add", "veth0", "netns", names[0], "type", "veth", "peer", "name", "veth0", "netns", names[1])
         for i, name in enumerate(names):
+            sh("ip", "-n", name, "link", "set", "veth0", "addrgenmode", "none")  # IPv4 only: no tentative IPv6
             sh("ip", "-n", name, "addr", "add", f"{SUBNET}.{i + 1}/24", "dev", "veth0")
             sh("ip", "-n", name, "link", "set", "veth0", "up")
             sh("ip", "-n", name, "link", "set", "lo", "up")

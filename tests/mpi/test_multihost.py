@@ -48,13 +48,20 @@ def hosts(tmp_path_factory) -> Hosts:
 
 @pytest.fixture(scope="module")
 def job(hosts, small_corpus, tmp_path_factory) -> dict:
-    """One job over both hosts (progs/multihost.py), and the one-rank native references in this process."""
-    work = tmp_path_factory.mktemp("mh")
-    done = hosts.run([str(PROGS / "multihost.py"), str(small_corpus), str(work)], timeout=300)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    """One job over both hosts (progs/multihost.py), and the one-rank native references in this process.
+
+    LOCAL/corpus and LOCAL/index (the one-rank index) exist on host a only: the job's last part.
+    """
+    work, local = tmp_path_factory.mktemp("mh"), hosts.local_dirs[1][0]
     one = ingest(IngestConfig(paths=(str(small_corpus),), index_dir=str(work / "one"), threads=1, progress=False),
                  comm=Comm())
-    return {"work": work, "done": done, "one": one,
+    shutil.copytree(small_corpus, local / "corpus")
+    shutil.copytree(work / "one", local / "index")
+    before = hosts.veth_bytes(1)
+    done = hosts.run([str(PROGS / "multihost.py"), str(small_corpus), str(work), str(local)], timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    after = hosts.veth_bytes(1)
+    return {"work": work, "done": done, "one": one, "veth": {k: after[k] - before[k] for k in after},
             "reports": [json.loads((work / f"mh-{r}.json").read_text()) for r in (0, 1)]}
 
 
@@ -66,6 +73,12 @@ def test_each_rank_runs_on_its_own_host(job):
     r0, r1 = job["reports"]
     assert (r0["size"], r0["host"], r1["host"]) == (2, "host-a", "host-b")
     assert f"rank 0 pid {r0['pid']} on host-a, rank 1 pid {r1['pid']} on host-b" in job["done"].stderr
+
+
+def test_mpi_traffic_between_the_hosts_crosses_the_veth_pair(job):
+    """Each rank sent the other 4 MiB last: it went through host b's veth end, not shared memory."""
+    assert [r["probe_ok"] for r in job["reports"]] == [True, True]
+    assert job["veth"]["tx"] > 4 << 20 and job["veth"]["rx"] > 4 << 20
 
 
 def test_native_ingest_across_hosts_equals_one_rank(job):
@@ -123,14 +136,8 @@ def test_nothing_crosses_hosts_pickled(job):
 
 
 @pytest.fixture(scope="module")
-def not_shared(hosts, small_corpus, job) -> tuple[Path, list[dict]]:
-    """progs/not_shared.py with LOCAL/corpus and LOCAL/index present on host a only."""
-    local, work = hosts.local_dirs[1][0], job["work"]
-    shutil.copytree(small_corpus, local / "corpus")
-    shutil.copytree(work / "one", local / "index")
-    done = hosts.run([str(PROGS / "not_shared.py"), str(small_corpus), str(local), str(work)], timeout=180)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    return local, [json.loads((work / f"ns-{r}.json").read_text()) for r in (0, 1)]
+def not_shared(hosts, job) -> tuple[Path, list[dict]]:
+    return hosts.local_dirs[1][0], [r["not_shared"] for r in job["reports"]]
 
 
 def test_an_index_directory_not_shared_is_an_error_naming_it_and_the_host(not_shared):

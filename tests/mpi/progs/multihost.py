@@ -1,9 +1,14 @@
 """Run across two simulated hosts (one rank each): native ingest + query, then both adapters.
 
-argv: CORPUS WORK. Every rank runs, in one job (so each rank loads each model once):
+argv: CORPUS WORK [LOCAL]. Every rank runs, in one job (so each rank loads each model once):
 `aaflow ingest CORPUS --index WORK/two`, `aaflow query QUESTION --index WORK/two --json`,
 `AAFlowRunnable(chain).batch(INPUTS)` and `AAFlowIngestionPipeline([splitter, model], store).run`;
-rank 0 then runs the same pipeline with `ranks=1` (the one-rank reference, same model object).
+rank 0 then runs the same pipeline with `ranks=1` (the one-rank reference, same model object);
+every rank sends 4 MiB to the other (so the test can see MPI's bytes on the veth pair). Last, with
+LOCAL, paths that are not shared: LOCAL holds, on host a only, a copy of the corpus (LOCAL/corpus) and
+a one-rank index (LOCAL/index); host b sees an empty directory there. Three commands, each
+expected to fail naming the path and host b: ingest into LOCAL/new (staging not shared),
+ingest LOCAL/corpus into WORK/from-local (corpus not shared), query LOCAL/index.
 Each rank writes WORK/mh-<rank>.json (its host, pid, seconds per step, what it returned) and
 WORK/mh-<rank>-<run>.npy (node embeddings).
 """
@@ -20,6 +25,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+import pyarrow as pa
 import torch
 from adapter_llamaindex import QUESTION, as_json, documents, stable_id, top_ids
 from adapter_support import count_pickles, write_report
@@ -38,6 +44,7 @@ from aaflow_core.models.embedding import bundled_model_path
 from aaflow_core.operators.embed import models_loaded
 
 INPUTS = [{"q": f"question {i}"} for i in range(7)]
+PROBE_BYTES = 4 << 20
 
 
 def chain() -> Any:
@@ -84,7 +91,24 @@ def llamaindex(work: Path, comm: Comm, seconds: dict[str, float]) -> dict[str, A
     return report
 
 
-def run(corpus: str, work: Path) -> None:
+def not_shared(corpus: str, work: Path, local: Path) -> dict[str, Any]:
+    """Exit code and what was printed on stderr for each command given a host-local path."""
+    common = ["--threads", "1", "--no-progress"]
+    calls = {
+        "index": ["ingest", corpus, "--index", str(local / "new"), *common],
+        "corpus": ["ingest", str(local / "corpus"), "--index", str(work / "from-local"), *common],
+        "query": ["query", QUESTION, "--index", str(local / "index")],
+    }
+    report = {}
+    for name, argv in calls.items():
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            rc = aaflow(argv)
+        report[name] = {"rc": rc, "stderr": err.getvalue()}
+    return report
+
+
+def run(corpus: str, work: Path, local: Path | None) -> None:
     torch.set_num_threads(1)
     comm = Comm.world()
     pickles = count_pickles()
@@ -95,8 +119,12 @@ def run(corpus: str, work: Path) -> None:
     report["answers"] = timed(seconds, "langchain_batch", lambda: AAFlowRunnable(chain()).batch(INPUTS))
     report.update(llamaindex(work, comm, seconds))
     report["pickles"] = dict(pickles)
+    payload = pa.table({"b": [np.full(PROBE_BYTES, comm.rank, np.uint8).tobytes()]})  # shows which path MPI takes
+    report["probe_ok"] = comm.allgather_table(payload)["b"].to_pylist() == [bytes([r]) * PROBE_BYTES for r in (0, 1)]
+    if local is not None:
+        report["not_shared"] = not_shared(corpus, work, local)
     write_report(str(work), "mh", comm.rank, report)
 
 
 if __name__ == "__main__":
-    run(sys.argv[1], Path(sys.argv[2]))
+    run(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]) if len(sys.argv) > 3 else None)
