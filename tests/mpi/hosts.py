@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -83,6 +84,18 @@ class Hosts:
         stats = json.loads(shown)[0]["stats64"]
         return {"tx": int(stats["tx"]["bytes"]), "rx": int(stats["rx"]["bytes"])}
 
+    def wait_until_up(self, timeout: float = 10.0) -> None:
+        """Wait for both veth ends to be operationally up: until then libfabric finds no veth0 to use."""
+        deadline = time.monotonic() + timeout
+        while True:
+            states = [json.loads(subprocess.run(["ip", "-n", name, "-j", "link", "show", "veth0"], capture_output=True,
+                                                text=True, check=True).stdout)[0]["operstate"] for name in self.names]
+            if states == ["UP"] * len(self.names):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the simulated hosts' veth pair did not come up: {states}")
+            time.sleep(0.05)
+
     def kill_leftovers(self) -> None:
         """End any process still inside these namespaces (a job that timed out)."""
         for name in self.names:
@@ -139,6 +152,7 @@ def simulated_hosts(work: Path, local_dirs: dict[int, list[Path]] | None = None)
             sh("ip", "-n", name, "addr", "add", f"{SUBNET}.{i + 1}/24", "dev", "veth0")
             sh("ip", "-n", name, "link", "set", "veth0", "up")
             sh("ip", "-n", name, "link", "set", "lo", "up")
+        hosts.wait_until_up()
         yield hosts
     finally:
         hosts.names = made
