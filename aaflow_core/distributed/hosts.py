@@ -53,11 +53,14 @@ def ranks_per_host(hosts: Sequence[str]) -> list[dict[str, object]]:
 
 
 def placement(comm: Comm) -> Placement:
-    """Collective: which host runs each rank (its hostname, as the launcher's host list names it)."""
+    """Collective: which host runs each rank (its hostname). Recorded on `comm` (`comm.hosts`), so
+    that a later lost-rank error names the host."""
     me = pa.Table.from_pydict({"rank": [comm.rank], "host": [socket.gethostname()], "pid": [os.getpid()]},
                               schema=PLACE)
     table = comm.allgather_table(me)
-    return Placement(tuple(table.column("host").to_pylist()), tuple(table.column("pid").to_pylist()))
+    where = Placement(tuple(table.column("host").to_pylist()), tuple(table.column("pid").to_pylist()))
+    comm.hosts = where.hosts
+    return where
 
 
 def threads_for(masks: Sequence[Sequence[int]], node_rank: int) -> int:

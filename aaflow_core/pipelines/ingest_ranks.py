@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from aaflow_core.dataplane.schemas import PATHS
 from aaflow_core.distributed import Comm
-from aaflow_core.distributed.hosts import ranks_per_host, require_inputs, require_shared_dir
+from aaflow_core.distributed.hosts import placement, ranks_per_host, require_inputs, require_shared_dir
 from aaflow_core.operators.embed import models_loaded
 from aaflow_core.operators.load import SkippedItem
 from aaflow_core.pipelines.ingest import (
@@ -74,6 +74,8 @@ def ingest_ranks(config: IngestConfig, comm: Comm, files: Sequence[tuple[str, st
                  skipped: Sequence[SkippedItem] = ()) -> IngestResult:
     """Run on every rank of `comm`; returns the same result (manifest) on every rank."""
     root_skipped = list(skipped)
+    if comm.hosts is None:
+        placement(comm)  # so that a rank lost later is named with its host
     table, staging = plan_files(config, comm, files, root_skipped)
     try:
         require_shared_dir(comm, staging, "the index's staging directory")  # shards, checkpoints: beside it

@@ -10,6 +10,9 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +23,9 @@ from langchain_core.runnables import RunnableLambda
 
 from aaflow_adapters.langchain import AAFlowRunnable
 from aaflow_core.distributed import Comm
+from aaflow_core.distributed.comm import rank_timeout
 from aaflow_core.distributed.hosts import threads_for
+from aaflow_core.errors import ConfigError
 from aaflow_core.pipelines import IngestConfig, ingest, query
 from aaflow_core.plan.placement import available_cpus, intra_op_threads
 from aaflow_core.stores.faiss_store import IndexReader
@@ -199,6 +204,36 @@ def test_placement_and_failures_name_hosts_with_two_ranks_on_one_host(hosts, tmp
 ])
 def test_threads_per_rank_split_shared_cpus_and_keep_bound_ones(masks, want):
     assert [threads_for(masks, r) for r in range(len(masks))] == want
+
+
+def test_a_host_that_drops_off_the_network_ends_the_job_naming_it(hosts, tmp_path):
+    """No process dies, no connection closes: only AAFLOW_RANK_TIMEOUT's check notices (hydra waits)."""
+    def unplug_host_b() -> None:
+        while not (tmp_path / "ready").exists():
+            time.sleep(0.05)
+        subprocess.run(["ip", "-n", hosts.names[1], "link", "set", "veth0", "down"], check=True)
+
+    unplug = threading.Thread(target=unplug_host_b, daemon=True)
+    unplug.start()
+    try:
+        done = hosts.run([str(PROGS / "lost_host.py"), str(tmp_path)], timeout=90, env={"AAFLOW_RANK_TIMEOUT": "5"})
+    finally:
+        unplug.join(timeout=5)
+        subprocess.run(["ip", "-n", hosts.names[1], "link", "set", "veth0", "up"], check=True)
+        hosts.wait_until_up()
+    assert done.returncode != 0 and "the check passed" not in done.stdout
+    assert ("aaflow: rank 0: rank 1 on host-b did not reach the collective check within 5s (AAFLOW_RANK_TIMEOUT): "
+            "lost; aborting the MPI job") in done.stderr, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize(("text", "want"), [("", None), ("2.5", 2.5), ("600", 600.0), ("0", "error"), ("x", "error")])
+def test_rank_timeout_is_read_from_the_environment(monkeypatch, text, want):
+    monkeypatch.setenv("AAFLOW_RANK_TIMEOUT", text)
+    if want == "error":
+        with pytest.raises(ConfigError, match="AAFLOW_RANK_TIMEOUT"):
+            rank_timeout()
+    else:
+        assert rank_timeout() == want
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the root check comes first when not root")
