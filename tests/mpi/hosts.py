@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,7 +45,15 @@ def cannot_simulate() -> str | None:
     made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
     if made.returncode != 0:
         return f"this machine does not allow network namespaces (`ip netns add` failed: {made.stderr.strip()})"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    try:
+        with tempfile.TemporaryDirectory() as where:  # what the launcher does on each host
+            inside = subprocess.run(["ip", "netns", "exec", probe, "unshare", "--uts", "--mount", "sh", "-c",
+                                     f"hostname {probe} && mount -t tmpfs {probe} {shlex.quote(where)}"],
+                                    capture_output=True, text=True)
+        if inside.returncode != 0:
+            return f"this machine does not allow a host's own hostname and mounts (unshare): {inside.stderr.strip()}"
+    finally:
+        subprocess.run(["ip", "netns", "del", probe], capture_output=True)
     return None
 
 
