@@ -63,6 +63,8 @@ class RankError(AAFlowError):
     """A rank of an MPI job failed; the whole job ends with this, naming the rank (and its host
     when the job spans several hosts)."""
 
+    host: str | None = None
+
     def __init__(self, rank: int, why: str, host: str | None = None) -> None:
         super().__init__(f"rank {rank}{f' on {host}' if host else ''} failed: {why}")
         self.rank = rank
