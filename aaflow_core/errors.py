@@ -60,11 +60,19 @@ class MalformedResponseError(AAFlowError):
 
 
 class RankError(AAFlowError):
-    """A rank of an MPI job failed; the whole job ends with this, naming the rank."""
+    """A rank of an MPI job failed; the whole job ends with this, naming the rank (and its host
+    when the job spans several hosts)."""
 
-    def __init__(self, rank: int, why: str) -> None:
-        super().__init__(f"rank {rank} failed: {why}")
+    host: str | None = None
+
+    def __init__(self, rank: int, why: str, host: str | None = None) -> None:
+        super().__init__(f"rank {rank}{f' on {host}' if host else ''} failed: {why}")
         self.rank = rank
+        self.host = host
+
+
+class SharedPathError(AAFlowError):
+    """A path every rank of a multi-host job must see is missing (or different) on some host."""
 
 
 class MissingDependencyError(AAFlowError, ImportError):

@@ -7,10 +7,10 @@ from typing import Any
 
 from aaflow_core.cli.main import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, non_negative_int, positive_int
 from aaflow_core.distributed import Comm
+from aaflow_core.distributed.hosts import threads_per_rank
 from aaflow_core.errors import AAFlowError, ConfigError
 from aaflow_core.models.modes import AUTO, BACKENDS, PRECISIONS
 from aaflow_core.pipelines import IngestConfig, ingest
-from aaflow_core.pipelines.ingest import default_threads
 
 
 def register(sub: Any) -> None:
@@ -24,7 +24,8 @@ def register(sub: Any) -> None:
     p.add_argument("--files-per-batch", type=positive_int, default=16,
                    help="files loaded together (with the queues, this bounds the text in memory)")
     p.add_argument("--threads", type=positive_int, default=None,
-                   help="threads per process (default: the cores, split between the MPI ranks on this node)")
+                   help="threads per process (default: the cores, split between the MPI ranks on this node; "
+                        "a rank the launcher bound to its own cores uses those)")
     p.add_argument("--glob", default=None, help="take files matching this pattern instead of known suffixes")
     p.add_argument("--overwrite", action="store_true", help="replace an existing aaflow index")
     p.add_argument("--update", action="store_true",
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         ranks = comm.describe()
         if comm.is_root:
             print(f"aaflow ingest: {comm.size} ranks: {ranks}", file=sys.stderr)
-    threads = args.threads or max(1, default_threads() // comm.local_size())
+    threads = args.threads or threads_per_rank(comm)
     try:
         config = IngestConfig(
             paths=tuple(args.paths), index_dir=args.index, chunk_size=args.chunk_size,
@@ -88,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"phases: {phases}  total={m['total_s']:.2f}s (model load {m['model_load_s']:.2f}s)")
     if comm.size > 1:
         print(f"ranks={comm.size} shards={len(m['shards'])} bytes_between_ranks={m['bytes_between_ranks']}")
+        print_hosts(m)
     mode = m["embed_mode"]
     why = mode["fallback"] or (mode["auto"] or {}).get("why")
     print(f"embedding mode: {mode['label']}" + (f" ({why})" if why else ""))
@@ -97,3 +99,13 @@ def run(args: argparse.Namespace) -> int:
               f"min cosine={a['min_cosine']:.5f} recall@{a['k']}={a['recall_at_k']:.3f}")
     print(f"output_sha256={m['output_sha256']}")
     return EXIT_SKIPPED if result.skipped else EXIT_OK
+
+
+def print_hosts(manifest: dict[str, Any]) -> None:
+    """One line per host: its ranks, and how many models each loaded and how long that took."""
+    per_rank = {r["rank"]: r for r in manifest["per_rank"]}
+    for host in manifest["hosts"]:
+        ranks = [per_rank[r] for r in host["ranks"]]
+        loads = ", ".join(f"rank {r['rank']} loaded {r.get('models_loaded', 0)} model(s) in "
+                          f"{r.get('model_load_s', 0.0):.2f}s" for r in ranks)
+        print(f"host {host['host']}: {len(ranks)} rank(s); {loads}")

@@ -39,6 +39,11 @@ def shared_embedder(model: str | None, threads: int, precision: str = "fp32", ba
     return embedder
 
 
+def models_loaded() -> int:
+    """How many models this process has loaded: a multi-host job reports it per rank (once each)."""
+    return _cached_embedder.cache_info().misses
+
+
 @lru_cache(maxsize=6)
 def _cached_embedder(model: str | None, threads: int, precision: str, backend: str) -> Embedder:
     # keyed on every argument by position, so defaulted and spelled-out calls share one model
