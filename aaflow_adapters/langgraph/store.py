@@ -1,0 +1,194 @@
+"""`AAFlowStore`: a LangGraph `BaseStore` whose memory is aaflow's vector index, durable on disk.
+
+Drop-in for `InMemoryStore(index=...)` (same results and order for the same embeddings), with
+three differences that are the point of it: concurrent callers' texts are embedded in shared
+micro-batches (one `aembed_documents` call per batch, not one call per put or query), vectors
+live in FAISS fed from Arrow columns, and with a `path` every batch of writes is committed to
+disk before it returns, so reopening the directory gives the same store.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+from langgraph.store.base import (
+    BaseStore, GetOp, IndexConfig, ListNamespacesOp, Op, PutOp, Result, SearchOp,
+    ensure_embeddings, get_text_at_path, tokenize_path,
+)
+
+from aaflow_adapters.errors import user_error
+from aaflow_adapters.langgraph.embedding import EmbedQueue
+from aaflow_adapters.langgraph.records import Namespace, Row, encode, row_schema, to_json
+from aaflow_adapters.langgraph.table import MemoryTable
+from aaflow_core.concurrency import BatchPolicy
+from aaflow_core.errors import ConfigError, RemoteCallError
+from aaflow_core.stores.commit_log import CommitLog
+
+SNAPSHOT_ROWS = 1024
+
+
+@dataclass
+class _Plan:
+    """What a batch needs before it touches the state: its puts (last per key wins) and texts to embed."""
+
+    puts: dict[tuple[Namespace, str], PutOp] = field(default_factory=dict)
+    values: dict[tuple[Namespace, str], str | None] = field(default_factory=dict)
+    fields: dict[tuple[Namespace, str], list[tuple[str, str]]] = field(default_factory=dict)  # (path, text)
+    texts: list[str] = field(default_factory=list)
+
+
+class AAFlowStore(BaseStore):
+    """LangGraph store on aaflow's index: coalesced embeddings, FAISS search, atomic on-disk commits.
+
+    `path=None` keeps everything in memory (like `InMemoryStore`). `micro_batch` texts (or what
+    arrives within `max_wait_ms`) make one embedding call; `max_in_flight` calls run at once. The
+    log is folded into a snapshot every `compact_every` commits and on `close()`.
+    """
+
+    supports_ttl = False
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, index: IndexConfig | None = None,
+                 micro_batch: int = 64, max_wait_ms: float = 5.0, max_in_flight: int = 2,
+                 compact_every: int = 1000) -> None:
+        if compact_every < 1:
+            raise ConfigError("compact_every", compact_every, "must be >= 1")
+        self.index_config: dict[str, Any] | None = dict(index) if index else None
+        self.embeddings = ensure_embeddings(index.get("embed")) if index else None
+        dims = int(index["dims"]) if index else None
+        if self.index_config is not None:
+            self.index_config["__tokenized_fields"] = [
+                (p, tokenize_path(p)) if p != "$" else (p, p) for p in (self.index_config.get("fields") or ["$"])]
+        self._dims = dims
+        self._table = MemoryTable(dims)
+        self._lock = threading.Lock()
+        self._compact_every = compact_every
+        self._log = self._open(path, dims) if path is not None else None
+        self._embed = (EmbedQueue(self.embeddings, dims, BatchPolicy(micro_batch, max_wait_ms, max_in_flight))
+                       if self.embeddings is not None and dims else None)
+
+    def _open(self, path: str | os.PathLike[str], dims: int | None) -> CommitLog:
+        log = CommitLog(path, row_schema(dims or 1), {"dims": dims})
+        if log.meta.get("dims") != dims:
+            log.close()
+            raise ConfigError("index.dims", dims, f"{path} holds a store of {log.meta.get('dims')} dims")
+        for batch in log.replay():
+            self._table.apply(batch)
+        return log
+
+    @property
+    def embedding_calls(self) -> int:
+        """Embedding calls made so far: one per micro-batch of texts."""
+        return self._embed.calls if self._embed else 0
+
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        ops = list(ops)
+        plan = self._plan(ops)
+        vectors = self._embed.embed(plan.texts) if self._embed and plan.texts else None
+        return self._run(ops, plan, vectors)
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        ops = list(ops)
+        plan = self._plan(ops)
+        vectors = None
+        if self._embed and plan.texts:
+            try:
+                vectors = await self._embed.aembed(plan.texts)
+            except RemoteCallError as err:
+                raise user_error(err) from None
+        return self._run(ops, plan, vectors)
+
+    def _plan(self, ops: list[Op]) -> _Plan:
+        plan = _Plan()
+        texts: dict[str, None] = {}
+        for op in ops:
+            if isinstance(op, SearchOp):
+                if op.query and self._embed:
+                    texts[op.query] = None
+            elif isinstance(op, PutOp):
+                where = (tuple(op.namespace), op.key)
+                plan.puts[where] = op
+                plan.values[where] = None if op.value is None else to_json(where[0], op.key, dict(op.value))
+                plan.fields[where] = self._fields(op)
+                texts.update((text, None) for _, text in plan.fields[where])
+            elif not isinstance(op, (GetOp, ListNamespacesOp)):
+                raise ValueError(f"Unknown operation type: {type(op)}")
+        plan.texts = list(texts)
+        return plan
+
+    def _fields(self, op: PutOp) -> list[tuple[str, str]]:
+        """(path, text) to embed for a put, as `InMemoryStore` extracts them ("path.i" for list elements)."""
+        if op.value is None or op.index is False or self._embed is None or self.index_config is None:
+            return []
+        paths = (self.index_config["__tokenized_fields"] if op.index is None
+                 else [(p, tokenize_path(p)) for p in op.index])
+        out = []
+        for path, tokens in paths:
+            found = get_text_at_path(op.value, tokens)
+            out.extend([(f"{path}.{i}", t) for i, t in enumerate(found)] if len(found) > 1
+                       else [(path, t) for t in found])
+        return out
+
+    def _run(self, ops: list[Op], plan: _Plan, vectors: np.ndarray | None) -> list[Result]:
+        """Reads see the state before this batch's writes (as in `InMemoryStore`); then the writes commit."""
+        vector_of = dict(zip(plan.texts, vectors)) if vectors is not None else {}
+        results: list[Result] = []
+        with self._lock:
+            for op in ops:
+                if isinstance(op, GetOp):
+                    results.append(self._table.get(tuple(op.namespace), op.key))
+                elif isinstance(op, SearchOp):
+                    results.append(self._table.search(op, vector_of.get(op.query) if op.query else None))
+                elif isinstance(op, ListNamespacesOp):
+                    results.append(self._table.list_namespaces(op))
+                else:
+                    results.append(None)
+            if plan.puts:
+                self._commit(plan, vector_of)
+        return results
+
+    def _commit(self, plan: _Plan, vector_of: dict[str, np.ndarray]) -> None:
+        now = datetime.now(timezone.utc)
+        dims = self._dims or 1
+        rows = []
+        for (namespace, key), op in plan.puts.items():
+            found = plan.fields[(namespace, key)]
+            vectors = (np.stack([vector_of[t] for _, t in found]) if found else np.zeros((0, dims), np.float32))
+            rows.append(Row(namespace, key, None, self._table.created_at(namespace, key, now), now,
+                            [p for p, _ in found], vectors))
+        batch = encode(rows, dims, list(plan.values.values()))
+        if self._log is not None:
+            self._log.append(batch)  # durable before the state changes: a failed write changes nothing
+        self._table.apply(batch)
+        if self._log is not None and self._log.commits >= self._compact_every:
+            self._compact()
+
+    def _compact(self) -> None:
+        assert self._log is not None
+        rows = list(self._table.rows())
+        chunks = [rows[i: i + SNAPSHOT_ROWS] for i in range(0, len(rows), SNAPSHOT_ROWS)]
+        self._log.compact(encode(chunk, self._dims or 1,
+                                 [None if r.value is None else to_json(r.namespace, r.key, r.value) for r in chunk])
+                          for chunk in chunks)
+
+    def close(self) -> None:
+        """Fold the log into a snapshot, release the directory and stop the embedding loop."""
+        with self._lock:
+            if self._log is not None:
+                if self._log.commits:
+                    self._compact()
+                self._log.close()
+                self._log = None
+        if self._embed is not None:
+            self._embed.close()
+            self._embed = None
+
+    def __enter__(self) -> "AAFlowStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
