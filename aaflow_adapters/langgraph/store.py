@@ -22,14 +22,26 @@ from langgraph.store.base import (
 )
 
 from aaflow_adapters.errors import user_error
+from aaflow_adapters.langgraph.commits import GroupCommit
 from aaflow_adapters.langgraph.embedding import EmbedQueue
 from aaflow_adapters.langgraph.records import Namespace, Row, encode, row_schema, to_json
 from aaflow_adapters.langgraph.table import MemoryTable
-from aaflow_core.concurrency import BatchPolicy
+from aaflow_core.concurrency import LoopThread
 from aaflow_core.errors import ConfigError, RemoteCallError
 from aaflow_core.stores.commit_log import CommitLog
 
 SNAPSHOT_ROWS = 1024
+
+
+@dataclass
+class _Put:
+    """One put or delete, ready to commit: its JSON value (None: delete), indexed paths and unit vectors."""
+
+    namespace: Namespace
+    key: str
+    value: str | None
+    paths: list[str]
+    vectors: np.ndarray
 
 
 @dataclass
@@ -45,16 +57,17 @@ class _Plan:
 class AAFlowStore(BaseStore):
     """LangGraph store on aaflow's index: coalesced embeddings, FAISS search, atomic on-disk commits.
 
-    `path=None` keeps everything in memory (like `InMemoryStore`). `micro_batch` texts (or what
-    arrives within `max_wait_ms`) make one embedding call; `max_in_flight` calls run at once. The
-    log is folded into a snapshot every `compact_every` commits and on `close()`.
+    `path=None` keeps everything in memory (like `InMemoryStore`). `micro_batch` texts make one
+    embedding call, or fewer when no text arrived for `max_wait_ms` or the first one has waited
+    `max_delay_ms`; `max_in_flight` calls run at once. The log is folded into a snapshot every
+    `compact_every` commits and on `close()`.
     """
 
     supports_ttl = False
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, index: IndexConfig | None = None,
-                 micro_batch: int = 64, max_wait_ms: float = 5.0, max_in_flight: int = 2,
-                 compact_every: int = 1000) -> None:
+                 micro_batch: int = 64, max_wait_ms: float = 5.0, max_delay_ms: float = 50.0,
+                 max_in_flight: int = 2, compact_every: int = 1000) -> None:
         if compact_every < 1:
             raise ConfigError("compact_every", compact_every, "must be >= 1")
         self.index_config: dict[str, Any] | None = dict(index) if index else None
@@ -68,7 +81,11 @@ class AAFlowStore(BaseStore):
         self._lock = threading.Lock()
         self._compact_every = compact_every
         self._log = self._open(path, dims) if path is not None else None
-        self._embed = (EmbedQueue(self.embeddings, dims, BatchPolicy(micro_batch, max_wait_ms, max_in_flight))
+        self._loop = LoopThread("aaflow-memory")
+        self._loop.__enter__()
+        self._group = GroupCommit(self._loop, self._write) if self._log is not None else None
+        self._embed = (EmbedQueue(self.embeddings, dims, self._loop, micro_batch=micro_batch, max_wait_ms=max_wait_ms,
+                                  max_delay_ms=max_delay_ms, max_in_flight=max_in_flight)
                        if self.embeddings is not None and dims else None)
 
     def _open(self, path: str | os.PathLike[str], dims: int | None) -> CommitLog:
@@ -88,19 +105,26 @@ class AAFlowStore(BaseStore):
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         ops = list(ops)
         plan = self._plan(ops)
-        vectors = self._embed.embed(plan.texts) if self._embed and plan.texts else None
-        return self._run(ops, plan, vectors)
+        try:
+            vectors = self._embed.embed(plan.texts) if self._embed and plan.texts else None
+        except RemoteCallError as err:
+            raise user_error(err) from None
+        results, part = self._read(ops, plan, vectors)
+        if part:
+            self._group.commit(part) if self._group else self._write([part])
+        return results
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         ops = list(ops)
         plan = self._plan(ops)
-        vectors = None
-        if self._embed and plan.texts:
-            try:
-                vectors = await self._embed.aembed(plan.texts)
-            except RemoteCallError as err:
-                raise user_error(err) from None
-        return self._run(ops, plan, vectors)
+        try:
+            vectors = await self._embed.aembed(plan.texts) if self._embed and plan.texts else None
+        except RemoteCallError as err:
+            raise user_error(err) from None
+        results, part = self._read(ops, plan, vectors)
+        if part:
+            await self._group.acommit(part) if self._group else self._write([part])
+        return results
 
     def _plan(self, ops: list[Op]) -> _Plan:
         plan = _Plan()
@@ -133,8 +157,8 @@ class AAFlowStore(BaseStore):
                        else [(path, t) for t in found])
         return out
 
-    def _run(self, ops: list[Op], plan: _Plan, vectors: np.ndarray | None) -> list[Result]:
-        """Reads see the state before this batch's writes (as in `InMemoryStore`); then the writes commit."""
+    def _read(self, ops: list[Op], plan: _Plan, vectors: np.ndarray | None) -> tuple[list[Result], list[_Put]]:
+        """Results of the reads, on the state before this batch's writes (as in `InMemoryStore`), and the writes."""
         vector_of = dict(zip(plan.texts, vectors)) if vectors is not None else {}
         results: list[Result] = []
         with self._lock:
@@ -147,25 +171,26 @@ class AAFlowStore(BaseStore):
                     results.append(self._table.list_namespaces(op))
                 else:
                     results.append(None)
-            if plan.puts:
-                self._commit(plan, vector_of)
-        return results
-
-    def _commit(self, plan: _Plan, vector_of: dict[str, np.ndarray]) -> None:
-        now = datetime.now(timezone.utc)
         dims = self._dims or 1
-        rows = []
-        for (namespace, key), op in plan.puts.items():
-            found = plan.fields[(namespace, key)]
-            vectors = (np.stack([vector_of[t] for _, t in found]) if found else np.zeros((0, dims), np.float32))
-            rows.append(Row(namespace, key, None, self._table.created_at(namespace, key, now), now,
-                            [p for p, _ in found], vectors))
-        batch = encode(rows, dims, list(plan.values.values()))
-        if self._log is not None:
-            self._log.append(batch)  # durable before the state changes: a failed write changes nothing
-        self._table.apply(batch)
-        if self._log is not None and self._log.commits >= self._compact_every:
-            self._compact()
+        part = []
+        for where, found in plan.fields.items():
+            vectors_of_put = np.stack([vector_of[t] for _, t in found]) if found else np.zeros((0, dims), np.float32)
+            part.append(_Put(where[0], where[1], plan.values[where], [p for p, _ in found], vectors_of_put))
+        return results, part
+
+    def _write(self, parts: list[list[_Put]]) -> None:
+        """One commit for the puts of any number of batches, in order: log append (fsync), then the state."""
+        now = datetime.now(timezone.utc)
+        with self._lock:
+            puts = [put for part in parts for put in part]
+            rows = [Row(p.namespace, p.key, None, self._table.created_at(p.namespace, p.key, now), now, p.paths,
+                        p.vectors) for p in puts]
+            batch = encode(rows, self._dims or 1, [p.value for p in puts])
+            if self._log is not None:
+                self._log.append(batch)  # durable before the state changes: a failed write changes nothing
+            self._table.apply(batch)
+            if self._log is not None and self._log.commits >= self._compact_every:
+                self._compact()
 
     def _compact(self) -> None:
         assert self._log is not None
@@ -176,7 +201,7 @@ class AAFlowStore(BaseStore):
                           for chunk in chunks)
 
     def close(self) -> None:
-        """Fold the log into a snapshot, release the directory and stop the embedding loop."""
+        """Fold the log into a snapshot, release the directory and stop the store's loop (idempotent)."""
         with self._lock:
             if self._log is not None:
                 if self._log.commits:
@@ -186,6 +211,9 @@ class AAFlowStore(BaseStore):
         if self._embed is not None:
             self._embed.close()
             self._embed = None
+        if self._loop is not None:
+            self._loop.__exit__(None, None, None)
+            self._loop = None
 
     def __enter__(self) -> "AAFlowStore":
         return self
