@@ -38,7 +38,7 @@ Hits = dict[tuple[str, int], list[tuple[str, float | None]]]
 
 
 class Counting(Embeddings):
-    """Delegates to `inner` and counts calls and texts (thread-safe): what coalescing changes."""
+    """Delegates to `inner` (its async methods too) and counts calls and texts: what coalescing changes."""
 
     def __init__(self, inner: Embeddings) -> None:
         self.inner, self.calls, self.texts = inner, 0, 0
@@ -56,6 +56,14 @@ class Counting(Embeddings):
     def embed_query(self, text: str) -> list[float]:
         self._count(1)
         return self.inner.embed_query(text)
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        self._count(len(texts))
+        return await self.inner.aembed_documents(texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        self._count(1)
+        return await self.inner.aembed_query(text)
 
 
 def question(user: int, turn: int) -> str:
@@ -136,29 +144,44 @@ def _rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def side(store: str, users: int = 100, turns: int = 3, micro_batch: int = 64,
-         max_wait_ms: float = 5.0) -> Callable[[], dict[str, Any]]:
-    """A suite side: `store` is "stock" (InMemoryStore) or "aaflow" (AAFlowStore in a fresh directory per run)."""
+def remote(base_url: str, max_inputs: int) -> Embeddings:
+    """OpenAIEmbeddings on the loopback endpoint, with a fresh async client (langchain-openai caches one per process)."""
+    import httpx
+    from langchain_openai import OpenAIEmbeddings
+
+    return OpenAIEmbeddings(base_url=base_url, api_key="not-needed", model="minilm", chunk_size=max_inputs,
+                            check_embedding_ctx_length=False, max_retries=0,
+                            http_async_client=httpx.AsyncClient(timeout=120), http_client=httpx.Client(timeout=120))
+
+
+def side(store: str, users: int = 100, turns: int = 3, micro_batch: int = 64, max_wait_ms: float = 5.0,
+         max_in_flight: int = 1, base_url: str | None = None, max_inputs: int = 64) -> Callable[[], dict[str, Any]]:
+    """A suite side: `store` "stock" (InMemoryStore) or "aaflow" (AAFlowStore in a fresh directory per run);
+    the bundled model in process, or behind `base_url` (an OpenAI-compatible endpoint)."""
     from langgraph.store.memory import InMemoryStore
 
     from aaflow_adapters.langgraph import AAFlowStore
 
+    if base_url is None:
+        hf()  # loaded and warmed in setup, untimed
+
     def run() -> dict[str, Any]:
-        embed, hits = Counting(hf()), {}
+        embed, hits = Counting(hf() if base_url is None else remote(base_url, max_inputs)), {}
         index = {"dims": 384, "embed": embed, "fields": ["text"]}
         with tempfile.TemporaryDirectory() as tmp:
             made = (InMemoryStore(index=index) if store == "stock" else
                     AAFlowStore(os.path.join(tmp, "memory"), index=index, micro_batch=micro_batch,
-                                max_wait_ms=max_wait_ms))
+                                max_wait_ms=max_wait_ms, max_in_flight=max_in_flight))
             agent, rss0 = memory_agent(made, hits), _rss_mb()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             asyncio.run(run_async(agent, users, turns))
-            wall = time.perf_counter() - t0
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             rss = _rss_mb() - rss0
             if isinstance(made, AAFlowStore):
                 made.close()
         ops = 2 * users * turns
-        return {"wall_s": wall, "embedding_calls": embed.calls, "embedded_texts": embed.texts, "operations": ops,
+        return {"wall_s": wall, "cpu_s": cpu, "embedding_calls": embed.calls, "embedded_texts": embed.texts,
+                "operations": ops,
                 "bound_calls": -(-ops // micro_batch), "rss_growth_mb": rss,
                 "hits": {f"{u}/{t}": h for (u, t), h in sorted(hits.items())}}
 
@@ -169,17 +192,42 @@ def model_floor(users: int = 100, turns: int = 3, micro_batch: int = 64) -> Call
     """The model alone: every text the agents embed, in full micro-batches, back to back."""
     def run() -> dict[str, Any]:
         texts = [question(u, t) for t in range(turns) for u in range(users)] * 2
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for i in range(0, len(texts), micro_batch):
             hf().embed_documents(texts[i: i + micro_batch])
-        return {"wall_s": time.perf_counter() - t0, "embedding_calls": -(-len(texts) // micro_batch)}
+        return {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+                "embedding_calls": -(-len(texts) // micro_batch)}
 
     return run
 
 
-def agreement(runs: dict[str, dict[str, Any]], tol: float = 1e-5) -> dict[str, Any]:
+def remote_floor(base_url: str, users: int = 100, turns: int = 3, max_inputs: int = 64) -> Callable[[], dict[str, Any]]:
+    """The bare-client floor: the same texts as full requests, every request in flight at once from plain aiohttp."""
+    def run() -> dict[str, Any]:
+        import aiohttp
+
+        texts = [question(u, t) for t in range(turns) for u in range(users)] * 2
+        chunks = [texts[i: i + max_inputs] for i in range(0, len(texts), max_inputs)]
+
+        async def go() -> None:
+            async with aiohttp.ClientSession() as session:
+                async def post(chunk: list[str]) -> None:
+                    async with session.post(f"{base_url}/embeddings", json={"model": "minilm", "input": chunk}) as r:
+                        r.raise_for_status()
+                        await r.json()
+
+                await asyncio.gather(*(post(c) for c in chunks))
+
+        t0 = time.perf_counter()
+        asyncio.run(go())
+        return {"wall_s": time.perf_counter() - t0, "embedding_calls": len(chunks)}
+
+    return run
+
+
+def agreement(stock: dict[str, Any], ours: dict[str, Any], tol: float = 1e-5) -> dict[str, Any]:
     """Same hit keys for every (user, turn) search, scores within `tol`; hit lists leave the JSON here."""
-    a, b = (runs[name].pop("hits", None) for name in ("InMemoryStore", "AAFlowStore"))
+    a, b = stock.pop("hits", None), ours.pop("hits", None)
     if not a or not b:
         return {"compared": 0}
     same_keys = all([k for k, _ in a[q]] == [k for k, _ in b.get(q, [])] for q in a) and a.keys() == b.keys()
@@ -193,4 +241,4 @@ if __name__ == "__main__":
 
     runs = {"InMemoryStore": side("stock")(), "AAFlowStore": side("aaflow")()}
     runs["AAFlowStore"]["speedup"] = runs["InMemoryStore"]["wall_s"] / runs["AAFlowStore"]["wall_s"]
-    print(json.dumps({"agreement": agreement(runs), "runs": runs}, indent=1))
+    print(json.dumps({"agreement": agreement(runs["InMemoryStore"], runs["AAFlowStore"]), "runs": runs}, indent=1))

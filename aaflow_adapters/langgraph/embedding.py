@@ -3,7 +3,9 @@
 `InMemoryStore` embeds each put and each search query on its own. Here the texts of every
 concurrent caller (agents on threads, on one or many event loops) go to one `AsyncBatcher` on the
 store's own event-loop thread, which calls the LangChain `Embeddings` object's `aembed_documents`
-once per micro-batch (`micro_batch` texts, or what arrived until a `max_wait_ms` pause). Whatever
+once per micro-batch: `micro_batch` texts, or what arrived until a `max_wait_ms` pause (at most
+`max_delay_ms` after the first), and while every call slot is busy the batch keeps filling, so a
+slow model gets larger batches instead of a queue of small ones. Whatever
 `Embeddings` the user passes is what is called, so a routed remote client plugs in unchanged.
 Queries are embedded as documents: equal for symmetric models (all-MiniLM, OpenAI); a model
 whose `embed_query` adds an instruction needs its own store setting (see docs/memory.md).
@@ -49,6 +51,7 @@ class EmbedQueue:
         self._timer: asyncio.TimerHandle | None = None
         self._opened: float | None = None  # when the open micro-batch got its first text
         self._open, self._micro_batch = 0, micro_batch  # texts in the open micro-batch
+        self._max_in_flight = max_in_flight
         self._thread = loop
         # no deadline of its own: full micro-batches go at once, the rest when `_close_batch` flushes
         policy = BatchPolicy(max_batch_size=micro_batch, max_wait_ms=None, max_in_flight=max_in_flight)
@@ -65,7 +68,15 @@ class EmbedQueue:
         return self._batcher.stats.batch_sizes
 
     async def _call(self, texts: list[str]) -> np.ndarray:
-        return unit_rows(await self.embeddings.aembed_documents(texts), texts, self.dims)
+        try:
+            return unit_rows(await self.embeddings.aembed_documents(texts), texts, self.dims)
+        finally:
+            asyncio.get_running_loop().call_soon(self._after_call)
+
+    def _after_call(self) -> None:
+        """A slot is free: send the open batch if its quiet period ran out while every slot was busy."""
+        if self._open and self._timer is None:
+            self._close_batch()
 
     async def _gather(self, texts: list[str]) -> np.ndarray:
         futures = []
@@ -92,7 +103,10 @@ class EmbedQueue:
         self._timer = loop.call_at(min(now + self._quiet_s, self._opened + self._cap_s), self._close_batch)
 
     def _close_batch(self) -> None:
-        self._timer, self._opened, self._open = None, None, 0
+        self._timer = None
+        if self._batcher.stats.in_flight >= self._max_in_flight:
+            return  # every call slot is busy: the batch keeps filling until one ends (`_after_call`)
+        self._opened, self._open = None, 0
         self._batcher.flush()
 
     def embed(self, texts: list[str]) -> np.ndarray:

@@ -59,7 +59,8 @@ class AAFlowStore(BaseStore):
 
     `path=None` keeps everything in memory (like `InMemoryStore`). `micro_batch` texts make one
     embedding call, or fewer when no text arrived for `max_wait_ms` or the first one has waited
-    `max_delay_ms`; `max_in_flight` calls run at once. The log is folded into a snapshot every
+    `max_delay_ms`; `max_in_flight` calls run at once (1 suits a local model, which uses every
+    core per call; raise it for a remote endpoint). The log is folded into a snapshot every
     `compact_every` commits and on `close()`.
     """
 
@@ -67,7 +68,7 @@ class AAFlowStore(BaseStore):
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, index: IndexConfig | None = None,
                  micro_batch: int = 64, max_wait_ms: float = 5.0, max_delay_ms: float = 50.0,
-                 max_in_flight: int = 2, compact_every: int = 1000) -> None:
+                 max_in_flight: int = 1, compact_every: int = 1000) -> None:
         if compact_every < 1:
             raise ConfigError("compact_every", compact_every, "must be >= 1")
         self.index_config: dict[str, Any] | None = dict(index) if index else None
