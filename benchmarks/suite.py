@@ -43,6 +43,7 @@ class Config:
     llm_repeats: int = 1
     memory_agents: int = 100  # case 6: agents with a LangGraph store, each turn a search and a put
     memory_turns: int = 3
+    memory_micro_batch: int = 50
     max_ranks: int = 0  # 0: as many as the machine has cores
     threads: int = 2
     timeout_s: float = 900.0
@@ -229,9 +230,10 @@ def case_agent_memory(cfg: Config, pool: Pool, log: Callable[[str], None]) -> di
     from aaflow_core.serve import STATS, ModelEmbeddings, ServerThread, create_app
 
     mem = "benchmarks.memory_agents"
-    common = {"users": cfg.memory_agents, "turns": cfg.memory_turns}
+    # a micro-batch that divides the agent count packs each wave of agents into whole batches
+    common = {"users": cfg.memory_agents, "turns": cfg.memory_turns, "micro_batch": cfg.memory_micro_batch}
     out: dict[str, Any] = {"agents": cfg.memory_agents, "turns": cfg.memory_turns,
-                           "operations": 2 * cfg.memory_agents * cfg.memory_turns}
+                           "micro_batch": cfg.memory_micro_batch, "operations": 2 * cfg.memory_agents * cfg.memory_turns}
     local = side_by_side({"InMemoryStore": (f"{mem}:side", {**common, "store": "stock"}),
                           "AAFlowStore": (f"{mem}:side", {**common, "store": "aaflow"}),
                           "model floor": (f"{mem}:model_floor", common)}, cfg.repeats, pool, log=log)
@@ -241,7 +243,9 @@ def case_agent_memory(cfg: Config, pool: Pool, log: Callable[[str], None]) -> di
         url = {"base_url": server.base_url, "max_inputs": cfg.embed_max_inputs}
         far = side_by_side({"InMemoryStore": (f"{mem}:side", {**common, **url, "store": "stock"}),
                             "AAFlowStore": (f"{mem}:side", {**common, **url, "store": "aaflow", "max_in_flight": 4}),
-                            "bare aiohttp floor": (f"{mem}:remote_floor", {**common, **url})}, cfg.repeats, pool, log=log)
+                            "bare aiohttp floor": (f"{mem}:remote_floor", {"users": cfg.memory_agents,
+                                                                           "turns": cfg.memory_turns, **url})},
+                           cfg.repeats, pool, log=log)
         stats = asdict(app[STATS])
     for name, result in (("local", local), ("remote", far)):
         first = {n: next((r for r in s["runs"] if "hits" in r), {}) for n, s in result.items()}

@@ -27,10 +27,14 @@ from aaflow_adapters.langgraph.embedding import EmbedQueue
 from aaflow_adapters.langgraph.records import Namespace, Row, encode, row_schema, to_json
 from aaflow_adapters.langgraph.table import MemoryTable
 from aaflow_core.concurrency import LoopThread
-from aaflow_core.errors import ConfigError, RemoteCallError
+from aaflow_core.errors import AAFlowError, ConfigError, RemoteCallError
 from aaflow_core.stores.commit_log import CommitLog
 
 SNAPSHOT_ROWS = 1024
+
+
+class StoreClosedError(AAFlowError, RuntimeError):
+    """An operation on a store after `close()`."""
 
 
 @dataclass
@@ -128,6 +132,8 @@ class AAFlowStore(BaseStore):
         return results
 
     def _plan(self, ops: list[Op]) -> _Plan:
+        if self._loop is None:
+            raise StoreClosedError("this AAFlowStore is closed; open the directory again to use it")
         plan = _Plan()
         texts: dict[str, None] = {}
         for op in ops:

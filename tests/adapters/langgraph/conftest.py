@@ -1,39 +1,18 @@
-"""Shared pieces: embeddings that count their calls, stock and aaflow stores side by side, a comparer."""
+"""Shared pieces: counted fake embeddings, stock and aaflow stores side by side, a result comparer."""
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
+from langchain_core.embeddings import DeterministicFakeEmbedding
 from langgraph.store.base import SearchItem
 from langgraph.store.memory import InMemoryStore
 
 from aaflow_adapters.langgraph import AAFlowStore
+from benchmarks.memory_agents import Counting
 
 DIMS = 32
-
-
-class Counting(Embeddings):
-    """Delegates to `inner`; counts calls and texts (thread-safe), the quantity coalescing changes."""
-
-    def __init__(self, inner: Embeddings) -> None:
-        self.inner, self.calls, self.texts = inner, 0, 0
-        self._lock = threading.Lock()
-
-    def _count(self, n: int) -> None:
-        with self._lock:
-            self.calls += 1
-            self.texts += n
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        self._count(len(texts))
-        return self.inner.embed_documents(texts)
-
-    def embed_query(self, text: str) -> list[float]:
-        self._count(1)
-        return self.inner.embed_query(text)
 
 
 @pytest.fixture

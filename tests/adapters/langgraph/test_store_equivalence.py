@@ -12,11 +12,13 @@ import random
 from typing import Any
 
 import pytest
+from langchain_core.embeddings import DeterministicFakeEmbedding
 from langgraph.store.base import GetOp, ListNamespacesOp, MatchCondition, PutOp, SearchOp
 from langgraph.store.memory import InMemoryStore
 
-from aaflow_adapters.errors import DocumentFieldError
+from aaflow_adapters.errors import DocumentFieldError, EmbeddingDimError
 from aaflow_adapters.langgraph import AAFlowStore
+from aaflow_adapters.langgraph.store import StoreClosedError
 from tests.adapters.langgraph.conftest import DIMS, assert_same
 
 WORDS = "apple car house book phone red blue green memory agent tool plan note".split()
@@ -206,3 +208,21 @@ def test_bad_value_names_the_item_and_writes_nothing(tmp_path: Any, fake: Any) -
         assert ours.get(("ok",), "other") is None and ours.get(("ok",), "kept") is not None
     with AAFlowStore(tmp_path / "bad", index={"dims": DIMS, "embed": fake}) as reopened:
         assert [h.key for h in reopened.search(("ok",))] == ["kept"]
+
+
+class WrongDims(DeterministicFakeEmbedding):
+    """Vectors one dimension short: a misconfigured model."""
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [v[:-1] for v in super().embed_documents(texts)]
+
+
+def test_bad_embeddings_name_the_text_and_write_nothing(tmp_path: Any) -> None:
+    with AAFlowStore(tmp_path / "dims", index={"dims": DIMS, "embed": WrongDims(size=DIMS)}) as ours:
+        with pytest.raises(EmbeddingDimError, match=r"text '.*hello.*'.*31 dims; the store has 32"):
+            ours.put(("a",), "k", {"text": "hello"})
+        with pytest.raises(EmbeddingDimError):
+            asyncio.run(ours.asearch(("a",), query="hello"))
+        assert ours.get(("a",), "k") is None and ours.list_namespaces() == []
+    with pytest.raises(StoreClosedError, match="closed"):
+        ours.get(("a",), "k")
