@@ -75,6 +75,8 @@ class AAFlowStore(BaseStore):
                  max_in_flight: int = 1, compact_every: int = 1000) -> None:
         if compact_every < 1:
             raise ConfigError("compact_every", compact_every, "must be >= 1")
+        if index and not (isinstance(index.get("dims"), int) and index["dims"] > 0):
+            raise ConfigError("index.dims", index.get("dims"), "an index needs its embeddings' dimension (an int > 0)")
         self.index_config: dict[str, Any] | None = dict(index) if index else None
         self.embeddings = ensure_embeddings(index.get("embed")) if index else None
         dims = int(index["dims"]) if index else None
@@ -106,6 +108,11 @@ class AAFlowStore(BaseStore):
     def embedding_calls(self) -> int:
         """Embedding calls made so far: one per micro-batch of texts."""
         return self._embed.calls if self._embed else 0
+
+    @property
+    def embedding_batch_sizes(self) -> list[int]:
+        """Texts per embedding call, in call order."""
+        return list(self._embed.batch_sizes) if self._embed else []
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         ops = list(ops)

@@ -104,6 +104,8 @@ def test_one_owner_per_directory(tmp_path: Path, fake: Any) -> None:
     with AAFlowStore(tmp_path / "m", index=index(fake)):
         with pytest.raises(IndexDirError, match="already open"):
             AAFlowStore(tmp_path / "m", index=index(fake))
+    with pytest.raises(ConfigError, match="dimension"):
+        AAFlowStore(index={"embed": fake})  # type: ignore[typeddict-item]
     with pytest.raises(ConfigError, match="holds a store of 32 dims"):
         AAFlowStore(tmp_path / "m", index={"dims": 8, "embed": fake})
     (tmp_path / "other").mkdir()
