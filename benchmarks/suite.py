@@ -41,6 +41,9 @@ class Config:
     llm_questions: int = 8  # prompts carry 4 retrieved chunks: 16 questions took 43-55 s a pass on 2 cores
     llm_max_tokens: int = 16
     llm_repeats: int = 1
+    memory_agents: int = 100  # case 6: agents with a LangGraph store, each turn a search and a put
+    memory_turns: int = 3
+    memory_micro_batch: int = 50
     max_ranks: int = 0  # 0: as many as the machine has cores
     threads: int = 2
     timeout_s: float = 900.0
@@ -48,7 +51,7 @@ class Config:
     @staticmethod
     def preset(quick: bool, **overrides: Any) -> "Config":
         base = Config(quick=True, repeats=1, ingest_mb=0.02, remote_mb=0.015, rag_mb=0.015, determinism_mb=0.01,
-                      determinism_runs=2, questions=40, local_llm=False, llm_questions=4,
+                      determinism_runs=2, questions=40, local_llm=False, llm_questions=4, memory_turns=1,
                       llm_max_tokens=8) if quick else Config()
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -221,7 +224,43 @@ def case_determinism(cfg: Config, pool: Pool, log: Callable[[str], None]) -> dic
             "sides": {name: s["runs"][0] for name, s in result.items()}}
 
 
+def case_agent_memory(cfg: Config, pool: Pool, log: Callable[[str], None]) -> dict[str, Any]:
+    """6. Agent memory: N create_agent agents, a store search before each model call and a put after it."""
+    from benchmarks.memory_agents import agreement
+    from aaflow_core.serve import STATS, ModelEmbeddings, ServerThread, create_app
+
+    mem = "benchmarks.memory_agents"
+    # a micro-batch that divides the agent count packs each wave of agents into whole batches
+    common = {"users": cfg.memory_agents, "turns": cfg.memory_turns, "micro_batch": cfg.memory_micro_batch}
+    out: dict[str, Any] = {"agents": cfg.memory_agents, "turns": cfg.memory_turns,
+                           "micro_batch": cfg.memory_micro_batch, "operations": 2 * cfg.memory_agents * cfg.memory_turns}
+    local = side_by_side({"InMemoryStore": (f"{mem}:side", {**common, "store": "stock"}),
+                          "AAFlowStore": (f"{mem}:side", {**common, "store": "aaflow"}),
+                          "model floor": (f"{mem}:model_floor", common)}, cfg.repeats, pool, log=log)
+    app = create_app(embeddings=ModelEmbeddings(threads=cfg.threads), latency_s=cfg.embed_latency_s,
+                     max_inputs=cfg.embed_max_inputs)
+    with ServerThread(app) as server:
+        url = {"base_url": server.base_url, "max_inputs": cfg.embed_max_inputs}
+        far = side_by_side({"InMemoryStore": (f"{mem}:side", {**common, **url, "store": "stock"}),
+                            "AAFlowStore": (f"{mem}:side", {**common, **url, "store": "aaflow", "max_in_flight": 4}),
+                            "bare aiohttp floor": (f"{mem}:remote_floor", {"users": cfg.memory_agents,
+                                                                           "turns": cfg.memory_turns, **url})},
+                           cfg.repeats, pool, log=log)
+        stats = asdict(app[STATS])
+    for name, result in (("local", local), ("remote", far)):
+        first = {n: next((r for r in s["runs"] if "hits" in r), {}) for n, s in result.items()}
+        out[name] = {"sides": result, "agreement": agreement(first["InMemoryStore"], first["AAFlowStore"]),
+                     "embedding_calls": {n: [r.get("embedding_calls") for r in s["runs"]] for n, s in result.items()}}
+        for s in result.values():
+            for r in s["runs"]:
+                r.pop("hits", None)
+    out["remote"]["server"] = {"latency_s": cfg.embed_latency_s, "max_inputs": cfg.embed_max_inputs, "stats": stats}
+    out["speedups"] = {"local: AAFlowStore vs InMemoryStore": speedup(local, "InMemoryStore", "AAFlowStore"),
+                       "remote: AAFlowStore vs InMemoryStore": speedup(far, "InMemoryStore", "AAFlowStore")}
+    return out
+
+
 CASES: dict[str, Callable[[Config, Pool, Callable[[str], None]], dict[str, Any]]] = {
     "ingest": case_ingest, "remote": case_remote, "rag": case_rag, "scaling": case_scaling,
-    "determinism": case_determinism,
+    "determinism": case_determinism, "agent_memory": case_agent_memory,
 }
