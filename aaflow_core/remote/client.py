@@ -66,6 +66,7 @@ class RemoteClient:
         self._thread: LoopThread | None = None
         self._lock = threading.Lock()
         self._conns: dict[str, _Conn] = {}
+        self._usage: dict[str, tuple[Endpoint, Usage]] = {}  # outlives sessions: read after close()
         self._budget: asyncio.Semaphore | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -151,9 +152,8 @@ class RemoteClient:
 
     def usage(self, endpoint: Endpoint | None = None) -> dict[str, Usage]:
         """Snapshots of the usage records, keyed by base URL (one endpoint's, or all)."""
-        conns = list(self._conns.values())
-        return {c.endpoint.base_url: c.usage.snapshot() for c in conns
-                if endpoint is None or c.endpoint.key == endpoint.key}
+        records = list(self._usage.items())
+        return {ep.base_url: usage.snapshot() for key, (ep, usage) in records if endpoint is None or key == endpoint.key}
 
     # -- machinery ---------------------------------------------------------------------------
     async def _on_owner(self, make: Callable[[], Awaitable[R]]) -> R:
@@ -172,7 +172,8 @@ class RemoteClient:
             session = aiohttp.ClientSession(
                 headers=endpoint.request_headers(), timeout=aiohttp.ClientTimeout(total=endpoint.timeout_s),
                 connector=aiohttp.TCPConnector(limit=endpoint.limits.max_in_flight, ttl_dns_cache=300))
-            conn = _Conn(endpoint, session, Limiter(endpoint.limits), Usage(endpoint.base_url))
+            _, usage = self._usage.setdefault(endpoint.key, (endpoint, Usage(endpoint.base_url)))
+            conn = _Conn(endpoint, session, Limiter(endpoint.limits), usage)
             self._conns[endpoint.key] = conn
         if self._budget is None:
             self._budget = asyncio.Semaphore(self.max_in_flight)
