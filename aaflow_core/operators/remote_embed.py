@@ -10,11 +10,16 @@ when. After the last attempt each text's error names it (RemoteCallError), and
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
 from aaflow_core.errors import MalformedResponseError, RemoteCallError
-from aaflow_core.remote import Endpoint, Limits, RemoteClient, Retries, Usage, decode_embeddings
+from aaflow_core.remote import Endpoint, Limits, RemoteClient, Retries, Usage, decode_embeddings, shared_client
 
 
 class RemoteEmbedder:
@@ -52,4 +57,56 @@ class RemoteEmbedder:
         self._client.close()
 
 
-__all__ = ["MalformedResponseError", "RemoteCallError", "RemoteEmbedder", "decode_embeddings"]
+@dataclass(frozen=True)
+class RemoteMode:
+    """What the manifest's `embed_mode` says for an endpoint (the local modes' `to_dict` shape)."""
+
+    model: str
+    endpoint: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": f"remote:{self.model}", "endpoint": self.endpoint, "fallback": None}
+
+
+class EndpointEmbedder:
+    """The local `Embedder`'s interface (`encode`, `dim`, `path`, `mode`) over an endpoint, on the shared client.
+
+    `encode` sends every `batch_size` slice at once (the endpoint's limiter paces them); `dim`
+    is what the endpoint returned (probed with one short text if asked before any encode).
+    """
+
+    def __init__(self, base_url: str, model: str, rpm: float | None = None, tpm: float | None = None) -> None:
+        self.endpoint = Endpoint.of(base_url, limits=Limits(rpm=rpm, tpm=tpm))
+        self.path = model  # the manifest's "model"
+        self.mode = RemoteMode(model, self.endpoint.base_url)
+        self._dim: int | None = None
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        client = shared_client()
+        matrix = client.run(client.embed_texts(self.endpoint, list(texts), model=self.path, batch_size=batch_size,
+                                               describe=lambda i: f"chunk {texts[i][:60]!r}"))
+        with self._lock:
+            self._dim = self._dim or int(matrix.shape[1])
+        return matrix
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self.encode(["dimension probe"], 1)
+        assert self._dim is not None
+        return self._dim
+
+    @property
+    def usage(self) -> Usage:
+        return next(iter(shared_client().usage(self.endpoint).values()), Usage(self.endpoint.base_url))
+
+
+@lru_cache(maxsize=4)
+def endpoint_embedder(base_url: str, model: str, rpm: float | None = None, tpm: float | None = None) -> EndpointEmbedder:
+    """One per process and endpoint configuration, as `shared_embedder` is for local models."""
+    return EndpointEmbedder(base_url, model, rpm, tpm)
+
+
+__all__ = ["EndpointEmbedder", "MalformedResponseError", "RemoteCallError", "RemoteEmbedder", "decode_embeddings",
+           "endpoint_embedder"]
