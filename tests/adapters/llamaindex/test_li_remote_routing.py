@@ -81,3 +81,25 @@ def test_uncovered_models_keep_their_client_and_stocks_output(server, case, capl
     assert_same_nodes(stock, ours, exact=True)
     assert requests_through_client(server.base_url) == before  # the integration's own client sent them
     assert "keeps its own client" in caplog.text
+
+
+def test_a_refused_key_fails_naming_the_node_and_writes_nothing(server):
+    import faiss
+    from aiohttp import web
+    from llama_index.vector_stores.faiss import FaissVectorStore
+
+    from aaflow_core.errors import AAFlowError
+    from aaflow_core.serve.app import error_response
+
+    @web.middleware
+    async def refuse(request: web.Request, handler):  # noqa: ANN001, ANN202
+        return error_response(401, "Incorrect API key provided", code="invalid_api_key")
+
+    app = create_app(embeddings=HashEmbeddings(dim=24))
+    app.middlewares.append(refuse)
+    store = FaissVectorStore(faiss_index=faiss.IndexFlatL2(24))
+    with ServerThread(app) as srv:
+        pipe = AAFlowIngestionPipeline(transformations=steps(srv.base_url), vector_store=store)
+        with pytest.raises(AAFlowError, match=r"node .*\(document r\d\).*HTTP 401: Incorrect API key") as err:
+            pipe.run(documents=list(DOCS))
+    assert "attempt(s)" in str(err.value) and store.client.ntotal == 0
