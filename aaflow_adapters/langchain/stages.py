@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.language_models import BaseChatModel, BaseLanguageModel
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.language_models import BaseLanguageModel
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langchain_core.runnables.base import RunnableBindingBase
 from langchain_core.runnables.config import ContextThreadPoolExecutor, patch_config
 
@@ -43,6 +43,7 @@ class Stage:
 
     label: str = "stage"
     remote: bool = False
+    cheap: bool = False  # local and quick: runs ahead over the whole batch when errors must surface early
     workers: int = 1  # local worker threads that may run micro-batches side by side (outputs stay per row)
 
     def run(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
@@ -58,6 +59,7 @@ class InvokeStage(Stage):
 
     def __post_init__(self) -> None:
         self.label = type(self.runnable).__name__
+        self.cheap = True
 
     def run(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
         out: list[Any] = []
@@ -71,13 +73,17 @@ class InvokeStage(Stage):
 
 @dataclass
 class GenericStage(Stage):
-    """Anything aaflow has no faster path for: the step's own `batch`, one micro-batch at a time."""
+    """A step with a batch of its own: that `batch` (or `abatch`) per micro-batch. A user function
+    (`RunnableLambda`) is local, one worker; anything else may wait on the network, so as many
+    micro-batches run side by side as the budget allows."""
 
     runnable: Runnable[Any, Any]
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.label = type(self.runnable).__name__
+        self.cheap = isinstance(self.runnable, RunnableLambda)
+        self.remote = not self.cheap
 
     def run(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
         runnable, kwargs = self.runnable, self.kwargs
@@ -93,7 +99,7 @@ class GenericStage(Stage):
 
 @dataclass
 class ModelStage(Stage):
-    """Chat models: one `ainvoke` per input; completion LLMs: one `abatch`, all on the shared loop."""
+    """Completion LLMs: one `abatch` per micro-batch on the run's loop (chat models run per input)."""
 
     model: BaseLanguageModel[Any]
     kwargs: Mapping[str, Any] = field(default_factory=dict)
@@ -106,10 +112,6 @@ class ModelStage(Stage):
         model, kwargs = self.model, dict(self.kwargs)
         if not values:
             return []
-        if isinstance(model, BaseChatModel):
-            return rt.gate.run([
-                (lambda v=v, c=c: model.ainvoke(v, c, **kwargs)) for v, c in zip(values, configs, strict=True)
-            ])
         [out] = rt.gate.run([lambda: model.abatch(values, configs, return_exceptions=True, **kwargs)])
         return [out] * len(values) if isinstance(out, Exception) else one_per_input(out, len(values), self.label)
 
@@ -123,8 +125,7 @@ class BindingStage(Stage):
 
     def __post_init__(self) -> None:
         self.label = self.inner.label
-        self.remote = self.inner.remote
-        self.workers = self.inner.workers
+        self.remote, self.cheap, self.workers = self.inner.remote, self.inner.cheap, self.inner.workers
 
     def run(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
         return self.inner.run(values, [self.binding._merge_configs(c) for c in configs], rt)
@@ -140,6 +141,7 @@ class SequenceStage(Stage):
     def __post_init__(self) -> None:
         self.label = type(self.runnable).__name__
         self.remote = any(s.remote for s in self.steps)
+        self.cheap = all(s.cheap for s in self.steps)
         self.workers = max(s.workers for s in self.steps)
 
     def run(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
@@ -175,6 +177,7 @@ class ParallelStage(Stage):
     def __post_init__(self) -> None:
         self.label = type(self.runnable).__name__
         self.remote = any(s.remote for s in self.branches.values())
+        self.cheap = all(s.cheap for s in self.branches.values())
         self.workers = max(s.workers for s in self.branches.values())
 
     def run(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
@@ -210,8 +213,7 @@ class AssignStage(Stage):
 
     def __post_init__(self) -> None:
         self.label = type(self.runnable).__name__
-        self.remote = self.mapper.remote
-        self.workers = self.mapper.workers
+        self.remote, self.cheap, self.workers = self.mapper.remote, self.mapper.cheap, self.mapper.workers
 
     def run(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
         runs = open_call_runs(self.runnable, values, configs)
