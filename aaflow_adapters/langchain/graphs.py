@@ -26,7 +26,9 @@ from aaflow_adapters.langchain.stages import RunContext, Stage
 
 Mode = Literal["ainvoke", "invoke"]
 Emit = Callable[[int, Any], None]
-_WRAPPERS = (RunnableRetry, RunnableWithFallbacks, RunnableBranch, DynamicRunnable)
+# `RunnableWithFallbacks` is not here: its invoke/ainvoke parent the inner runs to the caller's run
+# where its batch parents them to its own, so it keeps its batch (GenericStage)
+_WRAPPERS = (RunnableRetry, RunnableBranch, DynamicRunnable)
 
 
 def is_graph(runnable: object) -> bool:
@@ -49,6 +51,8 @@ def per_input_mode(runnable: Runnable[Any, Any]) -> Mode | None:
         return "ainvoke" if native_async(runnable) else "invoke"
     if is_graph(runnable) or isinstance(runnable, _WRAPPERS):
         return "ainvoke"
+    if isinstance(runnable, RunnableWithFallbacks):
+        return None
     if type(runnable).batch is Runnable.batch:  # stock's batch is a thread pool over invoke
         return "ainvoke" if type(runnable).ainvoke is not Runnable.ainvoke else "invoke"
     return None

@@ -89,6 +89,8 @@ class GenericStage(Stage):
         runnable, kwargs = self.runnable, self.kwargs
         if not values:
             return []
+        if self.remote:  # its own batch keeps the whole micro-batch in flight, within the budget
+            configs = [{**c, "max_concurrency": min(len(values), rt.gate.in_flight)} for c in configs]
         if not rt.asynchronous:
             return one_per_input(runnable.batch(values, configs, return_exceptions=True, **kwargs),
                                  len(values), self.label)
