@@ -72,3 +72,14 @@ class MissingDependencyError(AAFlowError, ImportError):
 
     def __init__(self, module: str, install: str) -> None:
         super().__init__(f"{module} is required for this feature: pip install {install}")
+
+
+class EndpointError(AAFlowError):
+    """An endpoint answered an HTTP error (or no answer at all: `status` None); `retryable` says if
+    trying again can help (429, 5xx, timeouts, resets) or not (400, 401, 404: fix the request)."""
+
+    def __init__(self, status: int | None, message: str, *, retryable: bool, retry_after_s: float | None = None) -> None:
+        super().__init__(f"HTTP {status}: {message}" if status is not None else message)
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after_s

@@ -21,14 +21,16 @@ from llama_index.core.utils import get_tqdm_iterable
 from aaflow_core import Executor, Resources, Workflow, bind
 from aaflow_core.concurrency import LoopThread
 from aaflow_core.errors import AAFlowError, ConfigError
+from aaflow_core.remote import shared_client
 
 from aaflow_adapters.llamaindex.cache import CacheTap, StepRecord
 from aaflow_adapters.llamaindex.nodes import EMBEDDING, NodeTable, source_batches
+from aaflow_adapters.llamaindex.remote import routed
 from aaflow_adapters.llamaindex.steps import EmbedCaller, EmbedStep, Failure, RunCoro, TransformStep
 from aaflow_adapters.llamaindex.vector import Segment
 
 WINDOW_ROWS = 256  # nodes length-sorted together before micro-batching
-REMOTE_CONCURRENCY = 8  # embedding requests in flight for models that are not in-process
+OWN_CLIENT_CONCURRENCY = 8  # calls overlapped for remote models that keep their own client (not routed)
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ def embed_settings(model: BaseEmbedding, opts: EngineOptions) -> tuple[BaseEmbed
     """
     size = model.embed_batch_size if opts.embed_batch_size is None else opts.embed_batch_size
     target = model if size == model.embed_batch_size else model.model_copy(update={"embed_batch_size": size})
-    concurrency = opts.embed_concurrency or (1 if is_local(model) else REMOTE_CONCURRENCY)
+    concurrency = opts.embed_concurrency or (1 if is_local(model) else OWN_CLIENT_CONCURRENCY)
     window = size * max(math.ceil(WINDOW_ROWS / size), 2 * concurrency)
     return target, size, concurrency, window
 
@@ -125,6 +127,12 @@ def stream(
 def _embed_caller(model: BaseEmbedding, opts: EngineOptions, kwargs: dict[str, Any], run_coro: RunCoro | None,
                   stack: ExitStack) -> tuple[EmbedCaller, int]:
     target, size, concurrency, window = embed_settings(model, opts)
+    lean = None if is_local(model) else routed(target, opts.embed_concurrency)
+    if lean is not None:  # the remote client's limiter is the budget: every request of a window goes at once
+        client_run = shared_client().run
+        caller = EmbedCaller(lean, batch_size=size, concurrency=-(-window // size), run_coro=run_coro or client_run,
+                             pool=None, kwargs=kwargs)
+        return caller, window
     pool = None
     if run_coro is None:  # sync run: the model's sync API on a pool, driven by a private loop
         run_coro = stack.enter_context(LoopThread("aaflow-llamaindex-embed")).run

@@ -198,6 +198,11 @@ class LoopThread:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop itself, for callers that hand it coroutines (`run_coroutine_threadsafe`)."""
+        return self._loop
+
     def __enter__(self) -> "LoopThread":
         self._thread.start()
         return self
