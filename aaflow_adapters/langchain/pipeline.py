@@ -13,7 +13,7 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
@@ -34,12 +34,17 @@ class Options:
     batch_size: int
     in_flight: int
     deterministic: bool = True
+    inputs: int | None = None  # the batch's size, when known
 
     def workers(self, stage: Stage) -> int:
-        """Remote stages get enough workers to keep `in_flight` calls outstanding; local ones what they
-        declare (deterministic) or one per core (call order of user functions may then vary)."""
+        """Remote stages get enough workers to keep `in_flight` calls outstanding, and up to 4x that
+        when the batch has more micro-batches, so a call waits on the budget, not on a worker (no
+        rounds of micro-batches); local ones what they declare (deterministic) or one per core (call
+        order of user functions may then vary)."""
         if stage.remote:
-            return max(1, math.ceil(self.in_flight / self.batch_size))
+            least = max(1, math.ceil(self.in_flight / self.batch_size))
+            batches = math.ceil(self.inputs / self.batch_size) if self.inputs else least
+            return max(least, min(batches, 4 * least))
         return stage.workers if self.deterministic else max(stage.workers, os.cpu_count() or 1)
 
 
@@ -82,7 +87,7 @@ class _Rows:
                  ctx: contextvars.Context) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
         def fn(batch: pa.RecordBatch) -> pa.RecordBatch:
             rows = [] if self.abort.is_set() else batch.column(ROW).to_pylist()
-            outs = ctx.copy().run(stage.run, [self.values[r] for r in rows], [config_for(r, k) for r in rows], rt)
+            outs = ctx.copy().run(_in_run, stage, [self.values[r] for r in rows], [config_for(r, k) for r in rows], rt)
             for r, out in zip(rows, outs, strict=True):
                 if isinstance(out, Exception):
                     with self.lock:
@@ -94,6 +99,11 @@ class _Rows:
             return _row_batch([r for r, out in zip(rows, outs) if not isinstance(out, Exception)])
 
         return fn
+
+
+def _in_run(stage: Stage, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
+    rt.gate.enter()  # inside a context copy: calls the step makes here belong to the run
+    return stage.run(values, configs, rt)
 
 
 def _row_batch(rows: list[int] | range) -> pa.RecordBatch:
@@ -121,6 +131,7 @@ def stream_rows(stages: list[Stage], values: list[Any], config_for: ConfigFor, o
     `abatch` (slow calls run there), None under `batch` (aaflow's loop thread).
     """
     table = _Rows(list(values), fail_fast)
+    opts = replace(opts, inputs=len(values))
     rt = RunContext(gate=RemoteGate(opts.in_flight, loop, table.abort), asynchronous=loop is not None)
     try:
         yield from _stream(stages, table, config_for, opts, rt)

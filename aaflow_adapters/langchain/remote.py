@@ -26,6 +26,15 @@ _LOOP_THREADS = 0
 _LOOP_LOCK = threading.Lock()
 
 
+_ACTIVE: contextvars.ContextVar["RemoteGate | None"] = contextvars.ContextVar("aaflow_gate", default=None)
+
+
+def active_gate() -> "RemoteGate | None":
+    """The gate of the aaflow run this call is part of (None outside aaflow): model transports
+    that know the remote layer route through it (see lean_openai.py)."""
+    return _ACTIVE.get()
+
+
 class Aborted(Exception):
     """A call not started because an earlier input failed (batch without `return_exceptions`)."""
 
@@ -65,11 +74,19 @@ class RemoteGate:
         self._slots: asyncio.Semaphore | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        from aaflow_adapters.langchain.lean_openai import install
+
+        install()
+
+    def enter(self) -> None:
+        """Mark the current context as part of this run (call inside a context copy)."""
+        _ACTIVE.set(self)
 
     async def acall(self, thunk: Thunk) -> Any:
         """Run one call within the budget (on `self.loop`); an earlier failure may skip it."""
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.in_flight)
+        _ACTIVE.set(self)  # this task's own context: what the call does inside belongs to the run
         async with self._slots:
             if self.abort.is_set():
                 raise Aborted("not started: an earlier input failed")
