@@ -10,14 +10,13 @@ loop, so async callback handlers and loop-bound resources work as in stock.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextvars
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from aaflow_core.concurrency import LoopThread
+from aaflow_core.remote import shared_client
 
 Thunk = Callable[[], Awaitable[Any]]
 
@@ -45,9 +44,7 @@ def shared_loop(threads: int = 64) -> asyncio.AbstractEventLoop:
     global _LOOP, _LOOP_THREADS
     with _LOOP_LOCK:
         if _LOOP is None:
-            runner = LoopThread("aaflow-langchain-loop").__enter__()
-            atexit.register(runner.__exit__, None, None, None)
-            _LOOP = runner.run(_running_loop())
+            _LOOP = _remote_owner_loop()
         if threads > _LOOP_THREADS:
             pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="aaflow-lc")
             _LOOP.call_soon_threadsafe(_LOOP.set_default_executor, pool)  # the old pool ends its work, dropped
@@ -55,8 +52,11 @@ def shared_loop(threads: int = 64) -> asyncio.AbstractEventLoop:
         return _LOOP
 
 
-async def _running_loop() -> asyncio.AbstractEventLoop:
-    return asyncio.get_running_loop()
+def _remote_owner_loop() -> asyncio.AbstractEventLoop:
+    """The loop that owns aaflow_core.remote's sessions: calls made on it skip a hop between threads
+    (two busy threads hand the GIL back and forth at every request and answer otherwise).
+    SHIM: `RemoteClient` has no public accessor for its loop yet; replace `_owner()` when it does."""
+    return shared_client()._owner()
 
 
 class RemoteGate:
