@@ -17,7 +17,7 @@ import numpy as np
 from benchmarks.harness import Pool, median, side_by_side, speedup
 
 LC, LI, NATIVE = "benchmarks.langchain_bench", "benchmarks.llamaindex_bench", "benchmarks.ingest"
-AGENTS = "benchmarks.langchain_agents"
+REMOTE_LC = "benchmarks.langchain_remote"
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class Config:
     llm_questions: int = 8  # prompts carry 4 retrieved chunks: 16 questions took 43-55 s a pass on 2 cores
     llm_max_tokens: int = 16
     llm_repeats: int = 1
+    embed16_mb: float = 0.9  # case 8: corpus for >= 1000 chunks embedded 16 per request
     agent_inputs: int = 100  # case 6: create_agent inputs (tool call, then answer); budget = this many
     chain_questions: int = 200  # case 7: prompt | ChatOpenAI | parser, no retrieval
     chain_questions_large: int = 1000  # case 7 again without stock defaults (0: skip)
@@ -53,7 +54,7 @@ class Config:
     def preset(quick: bool, **overrides: Any) -> "Config":
         base = Config(quick=True, repeats=1, ingest_mb=0.02, remote_mb=0.015, rag_mb=0.015, determinism_mb=0.01,
                       determinism_runs=2, questions=40, local_llm=False, llm_questions=4,
-                      llm_max_tokens=8, agent_inputs=40, chain_questions=80, chain_questions_large=0) if quick else Config()
+                      llm_max_tokens=8, agent_inputs=40, chain_questions=80, chain_questions_large=0, embed16_mb=0.2) if quick else Config()
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -239,12 +240,12 @@ def case_agents(cfg: Config, pool: Pool, log: Callable[[str], None]) -> dict[str
     """6. `create_agent` + a tool, the model behind a loopback endpoint: stock batch (defaults, tuned) and
     abatch vs aaflow's; each async side in a process of its own (langchain-openai's cached client)."""
     from aaflow_core.serve import ServerThread
-    from benchmarks.langchain_agents import tool_app
+    from benchmarks.langchain_remote import tool_app
 
     n = cfg.agent_inputs
     with ServerThread(tool_app(cfg.chat_latency_s)) as server:
         common = {"base_url": server.base_url, "n": n, "in_flight": n}
-        side = f"{AGENTS}:agent_side"
+        side = f"{REMOTE_LC}:agent_side"
         sides: dict[str, tuple[Any, ...]] = {
             "agent.batch defaults": (side, {**common, "mode": "stock_default"}),
             f"agent.batch max_concurrency={n}": (side, {**common, "mode": "stock_tuned"}),
@@ -261,12 +262,12 @@ def case_agents(cfg: Config, pool: Pool, log: Callable[[str], None]) -> dict[str
 
 def chain_sides(url: str, n: int, defaults: bool) -> dict[str, tuple[Any, ...]]:
     common = {"base_url": url, "n": n, "in_flight": n}
-    sides: dict[str, tuple[Any, ...]] = {"chain.batch defaults": (f"{AGENTS}:chain_side", {**common, "mode": "stock_default"})}
+    sides: dict[str, tuple[Any, ...]] = {"chain.batch defaults": (f"{REMOTE_LC}:chain_side", {**common, "mode": "stock_default"})}
     if not defaults:
         sides.clear()
-    sides[f"chain.batch max_concurrency={n}"] = (f"{AGENTS}:chain_side", {**common, "mode": "stock_tuned"})
-    sides["AAFlowRunnable.batch"] = (f"{AGENTS}:chain_side", {**common, "mode": "aaflow"})
-    sides["bare aiohttp floor"] = (f"{AGENTS}:floor_side", {"base_url": url, "n": n}, "aaflow")
+    sides[f"chain.batch max_concurrency={n}"] = (f"{REMOTE_LC}:chain_side", {**common, "mode": "stock_tuned"})
+    sides["AAFlowRunnable.batch"] = (f"{REMOTE_LC}:chain_side", {**common, "mode": "aaflow"})
+    sides["bare aiohttp floor"] = (f"{REMOTE_LC}:floor_side", {"base_url": url, "n": n}, "aaflow")
     return sides
 
 
@@ -292,7 +293,32 @@ def case_chain(cfg: Config, pool: Pool, log: Callable[[str], None]) -> dict[str,
     return out
 
 
+def case_lc_embed(cfg: Config, pool: Pool, log: Callable[[str], None]) -> dict[str, Any]:
+    """8. LangChain ingestion with `OpenAIEmbeddings(chunk_size=16)` against a hash-embeddings endpoint (a
+    hosted API's latency, 80 ms + 0.2 ms per text): stock add_documents, index_documents, and the floor."""
+    from aaflow_core.serve import STATS, HashEmbeddings, ServerThread, create_app
+
+    with tempfile.TemporaryDirectory() as tmp:
+        info = corpus(Path(tmp) / "corpus", cfg.embed16_mb)
+        app = create_app(embeddings=HashEmbeddings(dim=384, item_s=0.0002), latency_s=0.08, max_inputs=16)
+        with ServerThread(app) as server:
+            common = {"corpus": info["path"], "base_url": server.base_url, "chunk_size": 16}
+            sides: dict[str, tuple[Any, ...]] = {
+                "FAISS add_documents": (f"{LC}:ingest_side", {**common, "aaflow": False}),
+                "index_documents": (f"{LC}:ingest_side", {**common, "aaflow": True}),
+                "bare aiohttp floor": (f"{REMOTE_LC}:embed_floor_side", common, "aaflow"),
+            }
+            result = side_by_side(sides, cfg.repeats, pool, log=log)
+            stats = asdict(app[STATS])
+    pairs = [("FAISS add_documents", "index_documents"), ("bare aiohttp floor", "index_documents")]
+    floor, ours = median(result, "bare aiohttp floor"), median(result, "index_documents")
+    return {"corpus": info, "server": {"latency_s": 0.08, "item_s": 0.0002, "max_inputs": 16, "stats": stats},
+            "sides": result, "agreement": agreement(result, pairs),
+            "speedups": ratios(result, pairs[:1]), "aaflow_over_floor": ours / floor if floor and ours else None}
+
+
 CASES: dict[str, Callable[[Config, Pool, Callable[[str], None]], dict[str, Any]]] = {
     "ingest": case_ingest, "remote": case_remote, "rag": case_rag, "scaling": case_scaling,
     "determinism": case_determinism, "agents": case_agents, "chain": case_chain,
+    "lc-embed": case_lc_embed,
 }

@@ -144,3 +144,39 @@ def install() -> None:
     functools.update_wrapper(_generate, stock_generate)
     cls._agenerate, cls._generate = _agenerate, _generate
     _installed = True
+
+
+def embeddings_reason(model: Any) -> str | None:
+    """Why `OpenAIEmbeddings` keeps its own client (None: its requests can go through the remote layer)."""
+    module = sys.modules.get("langchain_openai.embeddings.base")
+    if module is None or type(model) is not module.OpenAIEmbeddings:
+        return f"{type(model).__name__} is not OpenAIEmbeddings itself"
+    if model.check_embedding_ctx_length:
+        return "check_embedding_ctx_length=True (requests carry tiktoken token ids)"
+    if model.http_client is not None or model.http_async_client is not None or model.openai_proxy:
+        return "a custom http_client or a proxy is set"
+    if model.default_query or getattr(model.client, "_client", None) is None:
+        return "default_query is set, or the client is not openai's own"
+    if not (model.openai_api_key is None or isinstance(model.openai_api_key, SecretStr)):
+        return "the API key is a callable (token provider)"
+    return None
+
+
+def embed_lean(model: Any, texts: list[str], describe: Any = None) -> Any:
+    """`model.embed_documents(texts)` as one float32 matrix, its requests (`chunk_size` texts each, as
+    stock cuts them) all in flight through the remote layer; None (logged) when not covered."""
+    reason = embeddings_reason(model)
+    if reason is not None:
+        log.debug("aaflow: %s keeps its own client: %s", type(model).__name__, reason)
+        return None
+    client = model.client._client  # the openai client stock would send with: its URL and key
+    timeout = model.request_timeout
+    endpoint = _endpoint(str(client.base_url).rstrip("/"), client.api_key or None,
+                         tuple(sorted((model.default_headers or {}).items())),
+                         float(timeout) if isinstance(timeout, (int, float)) else _OPENAI_TIMEOUT_S,
+                         model.max_retries + 1, 256)
+    params = dict(model._invocation_params)
+    name = params.pop("model")
+    remote = shared_client()
+    return remote.run(remote.embed_texts(endpoint, texts, model=name, batch_size=model.chunk_size, extra=params,
+                                         describe=describe))

@@ -22,6 +22,7 @@ from langchain_core.runnables.config import ensure_config
 from langchain_core.vectorstores import VectorStoreRetriever
 
 from aaflow_adapters.langchain.checks import as_matrix
+from aaflow_adapters.langchain.lean_openai import embed_lean
 from aaflow_adapters.langchain.stages import RunContext, Stage
 
 # Embeddings whose embed_query(t) is by definition embed_documents([t])[0].
@@ -36,6 +37,8 @@ def embed_matrix(embeddings: Embeddings, texts: list[str], *, query: bool = Fals
     turn it into Python float lists); anything else goes through its public API once, and an
     answer that is not one vector per text raises EmbeddingOutputError naming `name(i)`.
     """
+    if (lean := embed_lean(embeddings, texts, name)) is not None:  # OpenAIEmbeddings: requests all in flight
+        return lean
     if type(embeddings).__name__ == "HuggingFaceEmbeddings" and not getattr(embeddings, "multi_process", True):
         kwargs = embeddings.encode_kwargs  # type: ignore[attr-defined]
         if query and embeddings.query_encode_kwargs:  # type: ignore[attr-defined]

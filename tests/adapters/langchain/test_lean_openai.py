@@ -118,3 +118,29 @@ def test_rate_limits_are_retried_not_lost() -> None:
         chain = PROMPT | chat(running.base_url) | StrOutputParser()
         got = AAFlowRunnable(chain).batch(INPUTS)
     assert fault.injected == 5 and all(g.startswith("echo: ") for g in got)
+
+
+def test_openai_embeddings_index_bit_exact_with_requests_in_flight(corpus_docs: Any, splitter: Any) -> None:
+    from langchain_community.vectorstores import FAISS
+    from langchain_openai import OpenAIEmbeddings
+
+    from aaflow_adapters.langchain import index_documents
+    from aaflow_core.serve import HashEmbeddings
+
+    app = create_app(embeddings=HashEmbeddings(dim=32), latency_s=0.02, max_inputs=4)
+    with ServerThread(app) as running:
+        emb = OpenAIEmbeddings(base_url=running.base_url, api_key="x", model="m", chunk_size=4,
+                               check_embedding_ctx_length=False, max_retries=0)
+        chunks = splitter.split_documents(corpus_docs)
+        stock = FAISS.from_documents(chunks, emb)
+        assert app[STATS].max_in_flight == 1  # stock sends its requests one after another
+        fast = FAISS.from_documents(chunks[:1], emb)
+        fast.delete([fast.index_to_docstore_id[0]])
+        app[STATS].max_in_flight, before = 0, lean_requests(running.base_url)
+        index_documents(corpus_docs, splitter, emb, fast, embed_batch_size=16)
+        assert lean_requests(running.base_url) - before == -(-len(chunks) // 4)  # the same requests, all lean
+        assert app[STATS].max_in_flight > 4
+    n = stock.index.ntotal
+    assert fast.index.ntotal == n and (fast.index.reconstruct_n(0, n) == stock.index.reconstruct_n(0, n)).all()
+    assert [fast.docstore.search(fast.index_to_docstore_id[i]).page_content for i in range(n)] == \
+           [stock.docstore.search(stock.index_to_docstore_id[i]).page_content for i in range(n)]

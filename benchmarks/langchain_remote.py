@@ -1,4 +1,4 @@
-"""Agents and pure remote chains: stock LangChain vs AAFlowRunnable against loopback endpoints.
+"""Remote LangChain cases: agents, pure remote chains, remote embeddings; stock vs aaflow on loopback endpoints.
 
 - Agent case: `create_agent(ChatOpenAI(...), tools=[lookup])`, each input a tool call then an
   answer (two model calls, one tool call), `tool_app` answering every model call after a fixed
@@ -154,5 +154,46 @@ def floor_side(base_url: str, n: int) -> Callable[[], Result]:
         answers = loop.run(send_all())
         return {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "inputs": n,
                 "answers_sha256": _digest(answers)}
+
+    return run
+
+
+def embed_floor_side(corpus: str, base_url: str, chunk_size: int) -> Callable[[], Result]:
+    """Suite side: the chunks `index_documents` embeds, as requests of `chunk_size` texts from one bare
+    aiohttp session, every request in flight, base64 decoded to float32 (the server's own vectors)."""
+    import base64
+    from pathlib import Path
+
+    import aiohttp
+
+    from aaflow_core.concurrency import LoopThread
+    from benchmarks.langchain_bench import load
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    splitter = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=100)
+    texts = [c.page_content for c in splitter.split_documents(load(Path(corpus)))]
+    bodies = [json.dumps({"model": "minilm", "encoding_format": "base64", "input": texts[i:i + chunk_size]}).encode()
+              for i in range(0, len(texts), chunk_size)]
+    loop = LoopThread("bench-embed-floor").__enter__()
+
+    async def send_all() -> list[np.ndarray]:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                         headers={"Content-Type": "application/json"}) as s:
+            async def one(body: bytes) -> np.ndarray:
+                async with s.post(f"{base_url}/embeddings", data=body) as resp:
+                    data = (await resp.json())["data"]
+                return np.stack([np.frombuffer(base64.b64decode(d["embedding"]), "<f4") for d in data])
+
+            return list(await asyncio.gather(*(one(b) for b in bodies)))
+
+    def run() -> Result:
+        t0, c0 = time.perf_counter(), time.process_time()
+        vectors = np.concatenate(loop.run(send_all()))
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        h = hashlib.sha256()
+        for t in texts:
+            h.update(t.encode() + b"\0")
+        return {"wall_s": wall, "cpu_s": cpu, "rows": len(texts), "requests": len(bodies),
+                "texts_sha256": h.hexdigest(), "vectors": vectors}
 
     return run
