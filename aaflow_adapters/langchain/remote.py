@@ -74,9 +74,10 @@ class RemoteGate:
         self._slots: asyncio.Semaphore | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
-        from aaflow_adapters.langchain.lean_openai import install
+        from aaflow_adapters.langchain import lean_openai, retriever_batching
 
-        install()
+        lean_openai.install()
+        retriever_batching.install()
 
     def enter(self) -> None:
         """Mark the current context as part of this run (call inside a context copy)."""

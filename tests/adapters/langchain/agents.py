@@ -33,7 +33,7 @@ class Peak:
             self.now -= 1
 
 
-def _answer(messages: list[BaseMessage]) -> AIMessage:
+def _answer(messages: list[BaseMessage], tools: Sequence[str] = ("lookup",)) -> AIMessage:
     """A tool call for a new question, the final answer once the tool has replied."""
     last = messages[-1]
     if isinstance(last, ToolMessage):
@@ -41,7 +41,7 @@ def _answer(messages: list[BaseMessage]) -> AIMessage:
     question = str(last.content)
     if "no tool" in question:
         return AIMessage(content=f"direct: {question}")
-    return AIMessage(content="", tool_calls=[{"name": "lookup", "args": {"query": question},
+    return AIMessage(content="", tool_calls=[{"name": tools[0], "args": {"query": question},
                                               "id": f"call-{abs(hash(question)) % 10**8}"}])
 
 
@@ -62,13 +62,13 @@ class ToolCallingChat(BaseChatModel):
                   **kwargs: Any) -> ChatResult:
         with self.peak or Peak():
             time.sleep(self.delay_s)
-        return ChatResult(generations=[ChatGeneration(message=_answer(messages))])
+        return ChatResult(generations=[ChatGeneration(message=_answer(messages, kwargs.get("tools", ["lookup"])))])
 
     async def _agenerate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None,
                          **kwargs: Any) -> ChatResult:
         with self.peak or Peak():
             await asyncio.sleep(self.delay_s)
-        return ChatResult(generations=[ChatGeneration(message=_answer(messages))])
+        return ChatResult(generations=[ChatGeneration(message=_answer(messages, kwargs.get("tools", ["lookup"])))])
 
 
 class SyncToolCallingChat(ToolCallingChat):

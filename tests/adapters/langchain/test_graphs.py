@@ -143,3 +143,30 @@ def test_abatch_runs_async_handlers_on_the_callers_loop() -> None:
     assert [plain(s["messages"]) for s in got] == [plain(s["messages"]) for s in expected]
     assert fast.inner.events() == stock.inner.events()
     assert stock.loops == fast.loops == {loop}
+
+
+def test_retriever_tool_calls_of_many_agents_share_embedding_calls(faiss_store: Any, hf_embeddings: Any,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from langchain_core.tools import create_retriever_tool
+
+    calls: list[int] = []
+    encode = hf_embeddings._client.encode
+
+    def counted(texts: Any, **kwargs: Any) -> Any:
+        calls.append(len(texts))
+        return encode(texts, **kwargs)
+
+    monkeypatch.setattr(hf_embeddings._client, "encode", counted)
+    tool = create_retriever_tool(faiss_store.as_retriever(search_kwargs={"k": 2}), "search_docs", "Search the docs.")
+    agent = create_agent(ToolCallingChat(), tools=[tool])
+    stock, fast = Recorder(), Recorder()
+    inputs = INPUTS[: len(QUESTIONS)]
+    expected = agent.batch(inputs, {"callbacks": [stock]})
+    assert len(calls) == len(inputs)  # stock: one embedding call per tool call
+    calls.clear()
+    got = AAFlowRunnable(agent).batch(inputs, {"callbacks": [fast]})
+    assert [plain(s["messages"]) for s in got] == [plain(s["messages"]) for s in expected]
+    assert len(plain(got[0]["messages"])[2][1]) > 200  # the tool answered with document texts
+    assert fast.events() == stock.events()
+    assert sum(calls) == len(inputs) and len(calls) <= len(inputs) // 3
+    print(f"{len(inputs)} tool calls, {len(calls)} embedding calls")
