@@ -24,7 +24,7 @@ from aaflow_adapters.langchain.checks import as_runnable
 from aaflow_adapters.langchain.graphs import PerInputStage, each_async, each_sync
 from aaflow_adapters.langchain.mpi import batch_on_ranks
 from aaflow_adapters.langchain.pipeline import Options, describe, stream_rows
-from aaflow_adapters.langchain.runs import close_chain_runs, open_chain_runs
+from aaflow_adapters.langchain.runs import close_chain_runs, fail_runs, open_chain_runs
 from aaflow_adapters.langchain.stages import Stage
 from aaflow_adapters.langchain.translate import top_level_steps
 
@@ -106,7 +106,7 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
                     raise out
                 yield i, out
             return
-        runs = open_chain_runs(root, inputs, configs) if is_sequence else None
+        runs = open_chain_runs(root, inputs, configs, loop) if is_sequence else None
 
         def config_for(row: int, k: int) -> RunnableConfig:
             if runs is None:
@@ -123,11 +123,10 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
                 yield i, out
         except BaseException as exc:
             if runs is not None:
-                for run in runs:
-                    run.on_chain_error(exc)
+                fail_runs(runs, exc, loop)
             raise
         if runs is not None:
-            close_chain_runs(runs, outputs)
+            close_chain_runs(runs, outputs, loop)
 
     async def _arun(self, inputs: Sequence[Any], config: RunnableConfig | Sequence[RunnableConfig] | None,
                     return_exceptions: bool, kwargs: Mapping[str, Any]) -> AsyncIterator[tuple[int, Any]]:

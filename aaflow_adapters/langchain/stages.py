@@ -7,6 +7,7 @@ composites open their runs with `runs.py` exactly as langchain-core does.
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,11 @@ class RunContext:
 
     gate: RemoteGate
     asynchronous: bool = False
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The caller's loop under the async family (runs and cheap steps go there), else None."""
+        return self.gate.loop if self.asynchronous else None
 
 
 def one_per_input(outputs: Any, n: int, step: str) -> list[Any]:
@@ -62,11 +68,22 @@ class InvokeStage(Stage):
         self.cheap = True
 
     def run(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
+        if rt.asynchronous:  # as stock's abatch: `ainvoke`, on the caller's loop
+            return rt.gate.on_loop(self._ainvoke_all(values, configs))
         out: list[Any] = []
         for value, config in zip(values, configs, strict=True):
             try:
                 out.append(self.runnable.invoke(value, config, **self.kwargs))
             except Exception as exc:  # noqa: BLE001 - per input, as in LangChain's batch
+                out.append(exc)
+        return out
+
+    async def _ainvoke_all(self, values: list[Any], configs: list[RunnableConfig]) -> list[Any]:
+        out: list[Any] = []
+        for value, config in zip(values, configs, strict=True):
+            try:
+                out.append(await self.runnable.ainvoke(value, config, **self.kwargs))
+            except Exception as exc:  # noqa: BLE001
                 out.append(exc)
         return out
 
@@ -147,7 +164,7 @@ class SequenceStage(Stage):
         self.workers = max(s.workers for s in self.steps)
 
     def run(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
-        runs = open_chain_runs(self.runnable, values, configs)
+        runs = open_chain_runs(self.runnable, values, configs, rt.loop)
         out = list(values)
         alive = list(range(len(values)))
         for k, step in enumerate(self.steps):
@@ -158,7 +175,7 @@ class SequenceStage(Stage):
             alive = [i for i in alive if not isinstance(out[i], Exception)]
             if not alive:
                 break
-        close_chain_runs(runs, out)
+        close_chain_runs(runs, out, rt.loop)
         return out
 
 
@@ -183,7 +200,7 @@ class ParallelStage(Stage):
         self.workers = max(s.workers for s in self.branches.values())
 
     def run(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
-        runs = open_chain_runs(self.runnable, values, configs)
+        runs = open_chain_runs(self.runnable, values, configs, rt.loop)
 
         def branch(key: str, stage: Stage) -> list[Any]:
             child = [patch_config(c, callbacks=r.get_child(f"map:key:{key}")) for c, r in zip(configs, runs)]
@@ -194,7 +211,7 @@ class ParallelStage(Stage):
         for i in range(len(values)):
             error = _first_error(parts, i)
             out.append(error if error is not None else {key: parts[key][i] for key in self.branches})
-        close_chain_runs(runs, out)
+        close_chain_runs(runs, out, rt.loop)
         return out
 
     def _run_branches(self, branch: Any) -> dict[str, list[Any]]:
@@ -218,7 +235,7 @@ class AssignStage(Stage):
         self.remote, self.cheap, self.workers = self.mapper.remote, self.mapper.cheap, self.mapper.workers
 
     def run(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
-        runs = open_call_runs(self.runnable, values, configs)
+        runs = open_call_runs(self.runnable, values, configs, rt.loop)
         out: list[Any] = [None] * len(values)
         ok: list[int] = []
         for i, value in enumerate(values):
@@ -230,5 +247,5 @@ class AssignStage(Stage):
         mapped = self.mapper.run([values[i] for i in ok], child, rt)
         for i, extra in zip(ok, mapped, strict=True):
             out[i] = extra if isinstance(extra, Exception) else {**values[i], **extra}
-        close_chain_runs(runs, out)
+        close_chain_runs(runs, out, rt.loop)
         return out

@@ -140,3 +140,25 @@ def test_first_remote_failure_stops_new_calls() -> None:
     with pytest.raises(ValueError, match="primary is down"):
         AAFlowRunnable(chain, batch_size=4, max_concurrency=4).batch(inputs)
     assert peak.calls < len(inputs) // 2  # calls in flight end; nothing new starts
+
+
+def test_chain_abatch_runs_async_handlers_on_the_callers_loop() -> None:
+    import asyncio
+
+    from langchain_core.runnables import RunnablePassthrough
+
+    from .test_graphs import LoopRecorder
+
+    chain = (RunnablePassthrough.assign(n=lambda d: len(d["q"])) | {"q": lambda d: d["q"], "n": lambda d: d["n"]}
+             | PROMPT | ToolCallingChat() | StrOutputParser())
+
+    async def both() -> tuple[Any, Any, LoopRecorder, LoopRecorder, int]:
+        stock, fast = LoopRecorder(), LoopRecorder()
+        expected = await chain.abatch(INPUTS, {"callbacks": [stock]})
+        got = await AAFlowRunnable(chain, batch_size=4).abatch(INPUTS, {"callbacks": [fast]})
+        return expected, got, stock, fast, id(asyncio.get_running_loop())
+
+    expected, got, stock, fast, loop = asyncio.run(both())
+    assert got == expected
+    assert fast.inner.events() == stock.inner.events()
+    assert stock.loops == fast.loops == {loop}
