@@ -78,8 +78,13 @@ class EndpointError(AAFlowError):
     """An endpoint answered an HTTP error (or no answer at all: `status` None); `retryable` says if
     trying again can help (429, 5xx, timeouts, resets) or not (400, 401, 404: fix the request)."""
 
-    def __init__(self, status: int | None, message: str, *, retryable: bool, retry_after_s: float | None = None) -> None:
+    def __init__(self, status: int | None, message: str, *, retryable: bool, retry_after_s: float | None = None,
+                 url: str | None = None, body: object = None, timed_out: bool = False) -> None:
         super().__init__(f"HTTP {status}: {message}" if status is not None else message)
         self.status = status
+        self.message = message
         self.retryable = retryable
         self.retry_after = retry_after_s
+        self.url = url
+        self.body = body  # the parsed error body, when the server sent JSON
+        self.timed_out = timed_out

@@ -7,7 +7,8 @@ arguments, newlines replaced by spaces, the same headers and key) through
 and `arun`, vectors decoded from base64 straight to float32 (the values the openai client
 returns, bit for bit). Everything else is stock's own code: `aget_text_embedding_batch`, its
 callback and instrumentation events, its embeddings cache. What the lean path does not cover
-keeps the integration's own client, and a debug log says why.
+keeps the integration's own client, and a debug log says why. A call that fails after its last
+retry raises the openai exception stock would (`openai.AuthenticationError`, ...).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
-from aaflow_core.remote import Endpoint, Limits, Retries, shared_client
+from aaflow_core.remote import Endpoint, Limits, RemoteCallError, Retries, openai_error, shared_client
 
 log = logging.getLogger(__name__)
 PAYLOAD_KEYS = frozenset({"dimensions", "user"})  # request fields the lean path sends as stock does
@@ -62,7 +63,10 @@ def routed(model: BaseEmbedding, max_in_flight: int | None) -> BaseEmbedding | N
 
     async def transport(texts: list[str]) -> list[list[float]]:
         payload = {"model": engine, "input": [t.replace("\n", " ") for t in texts], **extra}
-        return (await client.embed(endpoint, payload)).tolist()
+        try:
+            return (await client.embed(endpoint, payload)).tolist()
+        except RemoteCallError as exc:  # stock's exception type, aaflow's (which names the texts) as its cause
+            raise openai_error(exc) from exc
 
     copy = model.model_copy()
     object.__setattr__(copy, "_aget_text_embeddings", transport)  # the instance's transport only

@@ -38,9 +38,33 @@ def register(sub: Any) -> None:
                    help="embedding precision; bf16 falls back to fp32 (with a warning) on CPUs without native bf16")
     p.add_argument("--backend", dest="embed_backend", choices=BACKENDS, default="torch",
                    help="embedding runtime: torch, or onnx (ONNX Runtime; the export is cached under ~/.cache/aaflow)")
+    p.add_argument("--embed-url", default=None, metavar="URL",
+                   help="embed through an OpenAI-compatible endpoint (base URL, e.g. http://127.0.0.1:8000/v1; "
+                        "key from OPENAI_API_KEY) instead of the bundled model; queries use it too")
+    p.add_argument("--embed-model", default=None, metavar="NAME", help="the endpoint's embedding model (with --embed-url)")
+    p.add_argument("--rpm", type=positive_float, default=None, help="the endpoint's requests per minute, if known")
+    p.add_argument("--tpm", type=positive_float, default=None, help="the endpoint's tokens per minute, if known")
     p.add_argument("--accuracy-report", action="store_true",
                    help="also embed a sample of chunks in fp32 and store the mode's accuracy in the manifest (costs a second pass)")
     p.set_defaults(handler=run)
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def remote_options(args: argparse.Namespace) -> dict[str, Any]:
+    """IngestConfig fields for --embed-url/--embed-model/--rpm/--tpm (the model name goes in `model`)."""
+    if args.embed_url is None:
+        if args.embed_model is not None:
+            raise ConfigError("embed_model", args.embed_model, "names an endpoint's model; give --embed-url too")
+        return {"rpm": args.rpm, "tpm": args.tpm}
+    if args.embed_model is None:
+        raise ConfigError("embed_url", args.embed_url, "give the endpoint's model with --embed-model")
+    return {"embed_url": args.embed_url, "model": args.embed_model, "rpm": args.rpm, "tpm": args.tpm}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
             files_per_batch=args.files_per_batch,
             progress=False if args.no_progress else None,
             precision=args.precision, embed_backend=args.embed_backend, accuracy_report=args.accuracy_report,
+            **remote_options(args),
         )
     except ConfigError as exc:
         print(f"aaflow ingest: error: {exc}", file=sys.stderr)
@@ -91,5 +116,9 @@ def run(args: argparse.Namespace) -> int:
         a = m["accuracy"]
         print(f"accuracy vs fp32 on {a['sampled_rows']} chunks: max|diff|={a['max_abs_diff']:.3g} "
               f"min cosine={a['min_cosine']:.5f} recall@{a['k']}={a['recall_at_k']:.3f}")
+    if "remote_usage" in m:
+        u = m["remote_usage"]
+        print(f"endpoint {u['endpoint']}: {u['requests']} requests ({u['retries']} retries, {u['rejections']} "
+              f"rate-limited), {u['prompt_tokens']} tokens")
     print(f"output_sha256={m['output_sha256']}")
     return EXIT_SKIPPED if result.skipped else EXIT_OK

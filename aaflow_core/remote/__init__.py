@@ -21,13 +21,16 @@ Every call waits for the endpoint's limiter (adaptive in-flight window, rpm/tpm 
 the server's `x-ratelimit-*` and `retry-after(-ms)` headers) and the client's shared in-flight
 budget, then retries 429, 5xx, timeouts, resets and malformed bodies with the same request
 bytes. After the last retry it raises `RemoteCallError` naming the item (the `item=` label, or
-the payload's start); 400/401/404 are not retried. `embed` asks for base64 and returns one
+the payload's start); 400/401/404 are not retried. `openai_error(err)` gives the exception the
+openai client would have raised instead (`openai.AuthenticationError`, ...), for adapters that
+must raise stock's types. `embed` asks for base64 and returns one
 contiguous float32 matrix (`dataplane.views.embedding_column` wraps it as Arrow without a copy).
 Endpoints with the same URL, key and headers share a session, limiter and usage record; the
 first `Limits` seen for them win.
 """
 from aaflow_core.errors import EndpointError, MalformedResponseError, RemoteCallError
 from aaflow_core.remote.client import RemoteClient, shared_client
+from aaflow_core.remote.compat import openai_error
 from aaflow_core.remote.config import Endpoint, Limits, Retries
 from aaflow_core.remote.decode import decode_embeddings, estimate_tokens
 from aaflow_core.remote.limiter import Limiter, parse_duration_s, retry_after_s
@@ -35,5 +38,6 @@ from aaflow_core.remote.usage import Usage
 
 __all__ = [
     "Endpoint", "EndpointError", "Limiter", "Limits", "MalformedResponseError", "RemoteCallError", "RemoteClient",
-    "Retries", "Usage", "decode_embeddings", "estimate_tokens", "parse_duration_s", "retry_after_s", "shared_client",
+    "Retries", "Usage", "decode_embeddings", "estimate_tokens", "openai_error", "parse_duration_s", "retry_after_s",
+    "shared_client",
 ]

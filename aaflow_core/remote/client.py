@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import json
+import os
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -45,14 +46,17 @@ def retryable(exc: BaseException) -> bool:
     return isinstance(exc, MalformedResponseError) or (isinstance(exc, EndpointError) and exc.retryable)
 
 
-def error_message(raw: bytes) -> str:
-    """The `error.message` of an OpenAI-style error body, or the body's start."""
+def error_of(status: int, raw: bytes, headers: Any, url: str) -> EndpointError:
+    """An EndpointError from an error answer: OpenAI-style `error.message` (or the body's start), the body."""
     try:
         body = json.loads(raw)
-        message = body["error"]["message"] if isinstance(body.get("error"), dict) else body["error"]
-        return str(message)
+        message = str(body["error"]["message"] if isinstance(body.get("error"), dict) else body["error"])
     except (ValueError, KeyError, TypeError, AttributeError):
-        return raw[:200].decode("utf-8", "replace") or "(empty body)"
+        body, message = None, raw[:200].decode("utf-8", "replace") or "(empty body)"
+    if status == 404:
+        message += " (check the base URL)"
+    return EndpointError(status, message, retryable=status in (408, 409, 429) or status >= 500,
+                         retry_after_s=retry_after_s(headers), url=url, body=body)
 
 
 class RemoteClient:
@@ -66,11 +70,15 @@ class RemoteClient:
         self._thread: LoopThread | None = None
         self._lock = threading.Lock()
         self._conns: dict[str, _Conn] = {}
+        self._usage: dict[str, tuple[Endpoint, Usage]] = {}  # outlives sessions: read after close()
         self._budget: asyncio.Semaphore | None = None
+        self._pid = os.getpid()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _owner(self) -> asyncio.AbstractEventLoop:
         with self._lock:
+            if self._pid != os.getpid():  # a forked child has none of the parent's threads or sockets
+                self._thread, self._conns, self._usage, self._budget, self._pid = None, {}, {}, None, os.getpid()
             if self._thread is None:
                 self._thread = LoopThread(self._name).__enter__()
             return self._thread.loop
@@ -142,7 +150,8 @@ class RemoteClient:
             for s, res in zip(starts, results):
                 rows = range(s, min(s + batch_size, len(texts)))
                 out.extend(list(res) if isinstance(res, np.ndarray) else
-                           [RemoteCallError(name(i), getattr(res, "attempts", 1), res.__cause__ or res) for i in rows])
+                           [RemoteCallError(name(i), getattr(res, "attempts", 1), res.__cause__ or res)  # type: ignore[arg-type]
+                            for i in rows])
             return out
         for res in results:
             if isinstance(res, BaseException):
@@ -151,9 +160,8 @@ class RemoteClient:
 
     def usage(self, endpoint: Endpoint | None = None) -> dict[str, Usage]:
         """Snapshots of the usage records, keyed by base URL (one endpoint's, or all)."""
-        conns = list(self._conns.values())
-        return {c.endpoint.base_url: c.usage.snapshot() for c in conns
-                if endpoint is None or c.endpoint.key == endpoint.key}
+        records = list(self._usage.items())
+        return {ep.base_url: usage.snapshot() for key, (ep, usage) in records if endpoint is None or key == endpoint.key}
 
     # -- machinery ---------------------------------------------------------------------------
     async def _on_owner(self, make: Callable[[], Awaitable[R]]) -> R:
@@ -172,7 +180,8 @@ class RemoteClient:
             session = aiohttp.ClientSession(
                 headers=endpoint.request_headers(), timeout=aiohttp.ClientTimeout(total=endpoint.timeout_s),
                 connector=aiohttp.TCPConnector(limit=endpoint.limits.max_in_flight, ttl_dns_cache=300))
-            conn = _Conn(endpoint, session, Limiter(endpoint.limits), Usage(endpoint.base_url))
+            _, usage = self._usage.setdefault(endpoint.key, (endpoint, Usage(endpoint.base_url)))
+            conn = _Conn(endpoint, session, Limiter(endpoint.limits), usage)
             self._conns[endpoint.key] = conn
         if self._budget is None:
             self._budget = asyncio.Semaphore(self.max_in_flight)
@@ -193,7 +202,7 @@ class RemoteClient:
                     result = await self._attempt(conn, path, body, tokens, parse)
         except (EndpointError, MalformedResponseError) as exc:
             conn.usage.failed += 1
-            raise RemoteCallError(f"{label} ({endpoint.base_url}{path})", attempts, exc) from None
+            raise RemoteCallError(f"{label} ({endpoint.base_url}{path})", attempts, exc) from exc
         return result
 
     async def _attempt(self, conn: _Conn, path: str, body: bytes, tokens: float, parse: Callable[[bytes], Any]) -> Any:
@@ -202,24 +211,24 @@ class RemoteClient:
         headers: Any = None
         used: int | None = None
         assert self._budget is not None
+        url = conn.endpoint.base_url + path
         try:
             async with self._budget:
                 conn.usage.requests += 1
                 try:
-                    async with conn.session.post(conn.endpoint.base_url + path, data=body) as resp:
+                    async with conn.session.post(url, data=body) as resp:
                         status, headers = resp.status, resp.headers
                         raw = await resp.read()
                 except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                     conn.usage.errors += 1
-                    raise EndpointError(None, f"{type(exc).__name__}: {exc or 'timed out'}", retryable=True) from None
-            if status == 429:
-                conn.usage.rejections += 1
-                raise EndpointError(429, error_message(raw), retryable=True, retry_after_s=retry_after_s(headers))
+                    raise EndpointError(None, f"{type(exc).__name__}: {exc or 'timed out'}", retryable=True, url=url,
+                                        timed_out=isinstance(exc, asyncio.TimeoutError)) from None
             if status >= 400:
-                conn.usage.errors += 1
-                hint = " (check the base URL)" if status == 404 else ""
-                raise EndpointError(status, error_message(raw) + hint, retryable=status in (408, 409) or status >= 500,
-                                    retry_after_s=retry_after_s(headers))
+                if status == 429:
+                    conn.usage.rejections += 1
+                else:
+                    conn.usage.errors += 1
+                raise error_of(status, raw, headers, url)
             try:
                 data = json.loads(raw)
                 result = parse(data)

@@ -5,11 +5,12 @@ import asyncio
 import threading
 
 import numpy as np
+import openai
 import pytest
 from aiohttp import web
 
 from aaflow_core.errors import RemoteCallError
-from aaflow_core.remote import Endpoint, Limits, RemoteClient, Retries
+from aaflow_core.remote import Endpoint, Limits, RemoteClient, Retries, openai_error
 from aaflow_core.serve import EchoChat, HashEmbeddings, ServerThread, create_app
 from aaflow_core.serve.app import error_response
 from aaflow_core.serve.faults import FAULT_KINDS, Fault, script
@@ -120,10 +121,12 @@ def test_401_and_a_wrong_url_give_clear_errors(client):
         with pytest.raises(RemoteCallError, match=r"question 1 .*HTTP 401: Incorrect API key") as err:
             client.run(client.chat(endpoint(srv.base_url), chat_payload(1)))
         assert err.value.attempts == 1
+        assert isinstance(openai_error(err.value), openai.AuthenticationError)  # what stock's client raises
         with pytest.raises(RemoteCallError, match=r"HTTP 404.*check the base URL"):
             client.run(client.chat(endpoint(srv.base_url.removesuffix("/v1"), api_key="right"), chat_payload(1)))
-    with pytest.raises(RemoteCallError, match=r"chat request 'question 2.*127.0.0.1:9/v1/chat/completions.*4 attempt"):
+    with pytest.raises(RemoteCallError, match=r"chat request 'question 2.*127.0.0.1:9/v1/chat/completions.*4 attempt") as dead:
         client.run(client.chat(endpoint("http://127.0.0.1:9/v1"), chat_payload(2)))
+    assert isinstance(openai_error(dead.value), openai.APIConnectionError)
 
 
 def test_rate_limited_endpoint_answers_every_request_correctly(client):
