@@ -15,20 +15,21 @@ a proxy, `default_query`, `include_response_headers`, `extra_headers`/`extra_que
 own code, and inside a run a debug log says why. So models inside graphs, agents and wrappers
 take the lean path too, with no change to the user's objects.
 
-What differs from stock on the lean path: a failed request raises aaflow's `RemoteCallError`
-(naming the item, with the HTTP status) instead of an `openai.APIError` subclass, and 429s are
-retried within the endpoint's limits (stock: `max_retries`, then the item is lost).
+A failed request raises what stock raises (the openai client's exception for that answer, through
+langchain-openai's own error handlers), with aaflow's `RemoteCallError`, which names the item, as
+its cause. What differs: 429s are retried within the endpoint's limits (stock: `max_retries`, then
+the item is lost).
 """
 from __future__ import annotations
 
 import functools
 import logging
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import SecretStr
 
-from aaflow_core.remote import Endpoint, Limits, Retries, shared_client
+from aaflow_core.remote import Endpoint, Limits, RemoteCallError, Retries, openai_error, shared_client
 from aaflow_adapters.langchain.remote import active_gate
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,25 @@ def _completion(body: dict[str, Any]) -> Any:
     return ChatCompletion.model_construct(**body)
 
 
+def _raise_as_stock(module: Any, exc: RemoteCallError) -> NoReturn:
+    """Raise what `ChatOpenAI` raises for the same answer: the openai client's exception, passed
+    through langchain-openai's own handlers (context overflow, auth, ...); aaflow's error, which
+    names the item, is its cause and a note."""
+    import openai
+
+    err = openai_error(exc)
+    err.__cause__ = exc
+    try:
+        if isinstance(err, openai.BadRequestError):
+            module._handle_openai_bad_request(err)
+        elif isinstance(err, openai.APIError):
+            module._handle_openai_api_error(err)
+    except Exception as converted:  # langchain-openai's own class for this error
+        err = converted
+    err.add_note(f"aaflow: {exc}")
+    raise err
+
+
 def install() -> None:
     """Wrap `BaseChatOpenAI`'s generate methods once (only when langchain-openai is already imported)."""
     global _installed
@@ -130,7 +150,11 @@ def install() -> None:
         if routed is None:
             return await stock_agenerate(self, messages, stop=stop, run_manager=run_manager, **kwargs)
         endpoint, body = routed
-        return self._create_chat_result(_completion(await shared_client().chat(endpoint, body)), {})
+        try:
+            answer = await shared_client().chat(endpoint, body)
+        except RemoteCallError as exc:
+            _raise_as_stock(module, exc)
+        return self._create_chat_result(_completion(answer), {})
 
     def _generate(self: Any, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any) -> Any:
         routed = _route(self, messages, stop, kwargs)
@@ -138,7 +162,11 @@ def install() -> None:
             return stock_generate(self, messages, stop=stop, run_manager=run_manager, **kwargs)
         endpoint, body = routed
         client = shared_client()
-        return self._create_chat_result(_completion(client.run(client.chat(endpoint, body))), {})
+        try:
+            answer = client.run(client.chat(endpoint, body))
+        except RemoteCallError as exc:
+            _raise_as_stock(module, exc)
+        return self._create_chat_result(_completion(answer), {})
 
     functools.update_wrapper(_agenerate, stock_agenerate)
     functools.update_wrapper(_generate, stock_generate)
@@ -178,5 +206,10 @@ def embed_lean(model: Any, texts: list[str], describe: Any = None) -> Any:
     params = dict(model._invocation_params)
     name = params.pop("model")
     remote = shared_client()
-    return remote.run(remote.embed_texts(endpoint, texts, model=name, batch_size=model.chunk_size, extra=params,
-                                         describe=describe))
+    try:
+        return remote.run(remote.embed_texts(endpoint, texts, model=name, batch_size=model.chunk_size, extra=params,
+                                             describe=describe))
+    except RemoteCallError as exc:  # stock's exception type; aaflow's error (naming the texts) as its cause
+        err = openai_error(exc)
+        err.add_note(f"aaflow: {exc}")
+        raise err from exc

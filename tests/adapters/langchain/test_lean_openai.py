@@ -99,6 +99,17 @@ def test_outside_aaflow_nothing_changes(server: tuple[str, Any]) -> None:
     assert lean_requests(base_url) == before
 
 
+def stock_error(chain: Any, value: Any) -> Exception:
+    """What stock raises when the endpoint answers 400 to this request."""
+    app = create_app(chat=EchoChat())
+    inject(app, FailFirst(count=1, status=400))
+    with ServerThread(app) as running:
+        stock = PROMPT | chat(running.base_url) | StrOutputParser()
+        with pytest.raises(Exception) as caught:
+            stock.invoke(value)
+    return caught.value
+
+
 def test_failures_name_the_item_and_keep_the_rest() -> None:
     app = create_app(chat=EchoChat())
     fault = inject(app, FailFirst(count=1, status=400))
@@ -107,7 +118,13 @@ def test_failures_name_the_item_and_keep_the_rest() -> None:
         got = AAFlowRunnable(chain, max_concurrency=1).batch(INPUTS[:4], return_exceptions=True)
     assert fault.injected == 1
     errors = [g for g in got if isinstance(g, Exception)]
-    assert len(errors) == 1 and isinstance(errors[0], RemoteCallError) and "400" in str(errors[0])
+    expected = stock_error(chain, INPUTS[0])
+    assert len(errors) == 1 and type(errors[0]) is type(expected)  # what stock raises for a 400
+    causes = [errors[0]]
+    while causes[-1].__cause__ is not None:
+        causes.append(causes[-1].__cause__)
+    assert any(isinstance(c, RemoteCallError) for c in causes)
+    assert any("aaflow: chat request" in note for note in errors[0].__notes__)  # the item, named
     assert sum(isinstance(g, str) and g.startswith("echo: ") for g in got) == 3
 
 
