@@ -25,6 +25,7 @@ from aaflow_adapters.langchain.remote import Aborted, RemoteGate
 from aaflow_adapters.langchain.stages import RunContext, Stage
 
 Mode = Literal["ainvoke", "invoke"]
+START_WAVE = 8  # inputs started per loop turn (see run_each)
 Emit = Callable[[int, Any], None]
 # `RunnableWithFallbacks` is not here: its invoke/ainvoke parent the inner runs to the caller's run
 # where its batch parents them to its own, so it keeps its batch (GenericStage)
@@ -95,7 +96,12 @@ async def run_each(stage: PerInputStage, values: Sequence[Any], configs: Sequenc
                 gate.abort.set()
         emit(i, out)
 
-    await asyncio.gather(*(one(i) for i in range(len(values))))
+    tasks = []
+    for i in range(len(values)):  # started a few at a time: the first requests go out while the rest start
+        tasks.append(asyncio.ensure_future(one(i)))
+        if i % START_WAVE == START_WAVE - 1:
+            await asyncio.sleep(0)
+    await asyncio.gather(*tasks)
 
 
 
