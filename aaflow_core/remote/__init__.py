@@ -26,7 +26,8 @@ openai client would have raised instead (`openai.AuthenticationError`, ...), for
 must raise stock's types. `embed` asks for base64 and returns one
 contiguous float32 matrix (`dataplane.views.embedding_column` wraps it as Arrow without a copy).
 Endpoints with the same URL, key and headers share a session, limiter and usage record; the
-first `Limits` seen for them win.
+first `Limits` seen for them win. The in-flight window starts at 64 (or `max_in_flight` if lower)
+and grows on success; give `Limits(initial_in_flight=N)` to send N at once from the start.
 """
 from aaflow_core.errors import EndpointError, MalformedResponseError, RemoteCallError
 from aaflow_core.remote.client import RemoteClient, shared_client
