@@ -28,9 +28,11 @@ from aaflow_core.dataplane import embedding_column, embedding_matrix
 from aaflow_core.runtime import StageStats
 from aaflow_adapters.errors import DuplicateIdError, EmbeddingDimError, StepOutputError, user_error
 from aaflow_adapters.langchain.checks import check_document, doc_label
+from aaflow_adapters.langchain.lean_openai import embeddings_reason
 from aaflow_adapters.langchain.retrieval import embed_matrix
 
 ROW = "row"
+REMOTE_WINDOWS = 8  # embedding windows in flight at once when the model is a remote endpoint
 
 
 def _rows(rows: Iterable[int]) -> pa.RecordBatch:
@@ -163,9 +165,10 @@ def index_documents(
     for i, doc in enumerate(docs):
         check_document(i, doc)
     run = _Ingest(docs, splitter, embeddings, vectorstore)
-    wf = Workflow(Resources(threads=1, queue_capacity=4)).map(run.split, name="split")
+    workers = REMOTE_WINDOWS if embeddings_reason(embeddings) is None else 1  # remote: windows in flight
+    wf = Workflow(Resources(threads=workers, queue_capacity=max(4, workers))).map(run.split, name="split")
     if not run.store_embeds:
-        wf.map(run.embed, name="embed", batch_size=embed_batch_size or sys.maxsize)
+        wf.map(run.embed, name="embed", batch_size=embed_batch_size or sys.maxsize, workers=workers)
     wf.map(run.upsert, name="upsert")
     plan = wf.compile()
     source = (_rows(range(i, min(i + docs_per_batch, len(docs)))) for i in range(0, len(docs), docs_per_batch))

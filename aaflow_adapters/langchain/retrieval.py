@@ -25,6 +25,7 @@ from langchain_core.vectorstores import VectorStoreRetriever
 
 from aaflow_adapters.langchain.checks import as_matrix
 from aaflow_adapters.langchain.embeddings import AAFlowEmbeddings
+from aaflow_adapters.langchain.lean_openai import embed_lean
 from aaflow_adapters.langchain.stages import RunContext, Stage
 
 
@@ -82,6 +83,8 @@ def embed_matrix(embeddings: Embeddings, texts: list[str], *, query: bool = Fals
     exactly the encode call `embed_documents` makes; anything else goes through its public API
     once, and an answer that is not one vector per text raises EmbeddingOutputError naming `name(i)`.
     """
+    if (lean := embed_lean(embeddings, texts, name)) is not None:  # OpenAIEmbeddings: requests all in flight
+        return lean
     fast = sentence_transformers_path(embeddings)
     if fast is not None:
         return fast.encode(embeddings, texts, query)
