@@ -12,7 +12,7 @@ from aiohttp import web
 from aaflow_core.errors import RemoteCallError
 from aaflow_core.remote import Endpoint, Limits, RemoteClient, Retries, openai_error
 from aaflow_core.serve import EchoChat, HashEmbeddings, ServerThread, create_app
-from aaflow_core.serve.app import error_response
+from aaflow_core.serve.limits import error_response
 from aaflow_core.serve.faults import FAULT_KINDS, Fault, script
 from aaflow_core.serve.ratelimit import rate_limit
 

@@ -91,7 +91,7 @@ def test_a_refused_request_raises_stocks_error_naming_the_node_and_writes_nothin
     from aiohttp import web
     from llama_index.vector_stores.faiss import FaissVectorStore
 
-    from aaflow_core.serve.app import error_response
+    from aaflow_core.serve.limits import error_response
 
     @web.middleware
     async def refuse(request: web.Request, handler):  # noqa: ANN001, ANN202
