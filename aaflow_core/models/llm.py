@@ -8,7 +8,10 @@ share the matrix product, and on how much left padding it carries. So
   (`LENGTH_BUCKET` tokens), and only prompts of the same bucket share a batch;
 - decode steps always run on a multiple of `ROW_MULTIPLE` rows (filler rows copy row 0),
   the row counts for which MKL's kernels were measured to give row-independent results
-  (1, 2, 3, 5, 6, 7, 9, 10, 11 rows do not); the prompt pass has bucket-many rows per prompt.
+  (1, 2, 3, 5, 6, 7, 9, 10, 11 rows do not); the prompt pass has bucket-many rows per prompt;
+- that property belongs to a CPU's kernels, not to every CPU (AVX2, AVX-512 and AMX machines run
+  different sgemm code), so each load probes it (`rows_independent`): where row results do change
+  with the row count, conversations are decoded one at a time, which is the reference itself.
 
 An answer then depends only on its own prompt (and the machine's kernels), never on its
 batch mates, so the local path and the HTTP server's timing-dependent batches agree.
@@ -106,6 +109,25 @@ class LocalLLM:
         self.stop_ids = frozenset(i for i in (self.tokenizer.eos_token_id, self.model.generation_config.eos_token_id)
                                   if isinstance(i, int))
         self._lock = threading.Lock()  # one forward pass at a time: it already uses every thread
+        self.rows_independent = self._rows_independent()
+        self.batch_rows = max_batch if self.rows_independent else 1
+
+    def _rows_independent(self) -> bool:
+        """Whether a decode step's rows come out the same whatever their batch mates, on this CPU.
+
+        One token per row through the whole model (the decode step's matrix shapes), for every row
+        count the decoder uses: the first ROW_MULTIPLE rows must be bit-identical each time.
+        """
+        import torch
+
+        counts = range(ROW_MULTIPLE, -(-self.max_batch // ROW_MULTIPLE) * ROW_MULTIPLE + 1, ROW_MULTIPLE)
+        vocab = int(self.model.config.vocab_size)
+        ids = (torch.arange(1, counts[-1] + 1, dtype=torch.long)[:, None] * 7919) % vocab
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        with torch.inference_mode():
+            first = [self.model(input_ids=ids[:n]).logits[:ROW_MULTIPLE, -1] for n in counts]
+        return all(torch.equal(first[0], f) for f in first[1:])
 
     def encode(self, messages: Messages) -> list[int]:
         """Token ids of a conversation rendered with the model's chat template, ready for the answer."""
@@ -124,7 +146,7 @@ class LocalLLM:
         start = 0
         while start < len(order):
             b = bucket(len(prompts[order[start]]))
-            group = [i for i in order[start:start + self.max_batch] if bucket(len(prompts[i])) == b]
+            group = [i for i in order[start:start + self.batch_rows] if bucket(len(prompts[i])) == b]
             with self._lock:
                 outs = self._generate([prompts[i] for i in group], [limits[i] for i in group])
             for i, (tokens, finish) in zip(group, outs):

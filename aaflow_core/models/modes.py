@@ -12,7 +12,8 @@ from typing import Any
 from aaflow_core.errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16", "int8")
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("torch", "onnx", "openvino")
+AUTO = "auto"  # precision and backend both: measured once per machine (models/auto.py)
 # CPU flags (as /proc/cpuinfo spells them) that give native bf16 matrix math, best first.
 BF16_ISAS = ("amx_bf16", "avx512_bf16")
 
@@ -38,12 +39,23 @@ class Tolerance:
     max_abs: float
     min_cosine: float
 
+    def admits(self, figures: dict[str, float]) -> bool:
+        """Whether `compare()` figures are within the bound; identical vectors always are.
+
+        The cosine of identical rows can round below 1.0, so it is only consulted when the
+        vectors differ at all (torch-fp32's bound is exact equality: max_abs 0).
+        """
+        if figures["max_abs_diff"] == 0.0:
+            return True
+        return figures["max_abs_diff"] <= self.max_abs and figures["min_cosine"] >= self.min_cosine
+
 
 # Measured on 1000-char pydoc chunks (benchmarks/embed_modes.py and several small text sets), with
 # headroom: int8's worst row varies with the texts (min cosine 0.97-0.99 onnx, 0.89-0.95 torch).
 TOLERANCES: dict[str, Tolerance] = {
     "torch-fp32": Tolerance(0.0, 1.0),
     "onnx-fp32": Tolerance(1e-5, 0.99999),
+    "openvino-fp32": Tolerance(1e-5, 0.99999),
     "torch-bf16": Tolerance(1e-2, 0.999),
     "onnx-int8": Tolerance(0.1, 0.95),
     "torch-int8": Tolerance(0.15, 0.85),
@@ -58,7 +70,20 @@ def check_mode(precision: str, backend: str) -> EmbedMode:
         raise ConfigError("backend", backend, f"must be one of {', '.join(BACKENDS)}")
     if backend == "onnx" and precision == "bf16":
         raise ConfigError("precision", precision, "bf16 runs on the torch backend only (ONNX Runtime CPU has no bf16 kernels)")
+    if backend == "openvino" and precision != "fp32":
+        raise ConfigError("precision", precision, "the openvino backend runs fp32 only (exact: within 1e-5 of torch)")
     return EmbedMode(precision, backend)
+
+
+def check_request(precision: str, backend: str) -> tuple[str, str]:
+    """Validate at the edge what a user may ask for: a mode, or `auto` for both (chosen per machine)."""
+    if AUTO in (precision, backend):
+        if (precision, backend) != (AUTO, AUTO):
+            raise ConfigError("precision" if precision != AUTO else "backend", precision if precision != AUTO else backend,
+                              "auto picks precision and backend together: ask for auto in both (--precision auto --backend auto)")
+        return precision, backend
+    check_mode(precision, backend)
+    return precision, backend
 
 
 def bf16_isa(features: frozenset[str]) -> str | None:
@@ -92,5 +117,13 @@ def resolve_mode(precision: str, backend: str, features: frozenset[str]) -> Reso
     if isa is not None:
         return ResolvedMode(requested, requested, isa, None)
     why = f"CPU has none of {', '.join(BF16_ISAS)}; bf16 would be emulated, so fp32 is used"
-    warnings.warn(f"embedding precision bf16 unavailable: {why}", PrecisionFallbackWarning, stacklevel=2)
-    return ResolvedMode(requested, EmbedMode("fp32", backend), None, why)
+    resolved = ResolvedMode(requested, EmbedMode("fp32", backend), None, why)
+    warn_fallback(resolved, stacklevel=3)
+    return resolved
+
+
+def warn_fallback(mode: ResolvedMode, stacklevel: int = 2) -> None:
+    """Tell the caller that the mode asked for is not the one running (no-op when they agree)."""
+    if mode.fallback is not None:
+        warnings.warn(f"embedding precision {mode.requested.precision} unavailable: {mode.fallback}",
+                      PrecisionFallbackWarning, stacklevel=stacklevel)

@@ -9,6 +9,7 @@ The model runs in the plan's mode (precision x backend, see aaflow_core.models.m
 from __future__ import annotations
 
 import asyncio
+import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -17,20 +18,28 @@ import pyarrow.compute as pc
 
 from aaflow_core.dataplane.views import embedding_column
 from aaflow_core.models.embedding import Embedder, build_embedder
-from aaflow_core.models.modes import ResolvedMode, check_mode
+from aaflow_core.models.modes import PrecisionFallbackWarning, ResolvedMode, check_mode, warn_fallback
 from aaflow_core.operators.base import Operator, OperatorResources
 from aaflow_core.concurrency import AsyncBatcher, BatchPolicy, LoopThread
 
 
 def shared_embedder(model: str | None, threads: int, precision: str = "fp32", backend: str = "torch") -> Embedder:
-    """One model per process and configuration (mode included): loading costs seconds, encoding is reentrant."""
-    return _cached_embedder(model, threads, precision, backend)
+    """One model per process and configuration (mode included): loading costs seconds, encoding is reentrant.
+
+    A precision fallback is warned on every call, not only on the call that loaded the model, so a
+    run is told about it whatever ran before it in the process (it is also in `embedder.mode`).
+    """
+    embedder = _cached_embedder(model, threads, precision, backend)
+    warn_fallback(embedder.mode, stacklevel=3)
+    return embedder
 
 
 @lru_cache(maxsize=6)
 def _cached_embedder(model: str | None, threads: int, precision: str, backend: str) -> Embedder:
     # keyed on every argument by position, so defaulted and spelled-out calls share one model
-    return build_embedder(model, precision=precision, backend=backend, threads=threads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PrecisionFallbackWarning)  # shared_embedder warns, once per call
+        return build_embedder(model, precision=precision, backend=backend, threads=threads)
 
 
 def length_order(texts: pa.Array) -> np.ndarray:

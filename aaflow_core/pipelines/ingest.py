@@ -16,7 +16,10 @@ from aaflow_core.dataplane.schemas import PATHS
 from aaflow_core.dataplane.views import embedding_matrix
 from aaflow_core.distributed import Comm
 from aaflow_core.errors import ConfigError, NoInputError
+from aaflow_core.models.auto import choose_mode
+from aaflow_core.models.cpu import cpu_summary
 from aaflow_core.models.embedding import Embedder
+from aaflow_core.models.modes import AUTO, check_request
 from aaflow_core.operators.embed import shared_embedder
 from aaflow_core.operators.load import SkippedItem
 from aaflow_core.pipelines.embed_accuracy import mode_accuracy
@@ -56,10 +59,12 @@ class IngestConfig:
     max_file_bytes: int = 64 * 2**20
     backend: str = "threads"
     progress: bool | None = None
-    precision: str = "fp32"  # embedding mode: fp32|bf16|int8 (see aaflow_core.models.modes)
-    embed_backend: str = "torch"  # torch|onnx ("backend" above is the executor's)
+    precision: str = "fp32"  # embedding mode: fp32|bf16|int8, or auto (see aaflow_core.models.modes)
+    embed_backend: str = "torch"  # torch|onnx|openvino, or auto ("backend" above is the executor's)
     accuracy_report: bool = False  # opt-in: a second fp32 pass over sampled chunks, figures in the manifest
     accuracy_queries: tuple[str, ...] = ()
+    # set when precision/backend were `auto`: the measured choice and why (models.auto), for the manifest
+    auto_choice: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.paths:
@@ -71,6 +76,11 @@ class IngestConfig:
             raise ConfigError("update", True, "conflicts with overwrite (update keeps the index, overwrite replaces it)")
         if self.window < self.batch_size:
             raise ConfigError("window", self.window, f"must be >= batch_size ({self.batch_size})")
+        if check_request(self.precision, self.embed_backend)[0] == AUTO:
+            choice = choose_mode(self.model, self.threads)  # the plan records the concrete mode
+            object.__setattr__(self, "precision", choice.precision)
+            object.__setattr__(self, "embed_backend", choice.backend)
+            object.__setattr__(self, "auto_choice", choice.to_dict())
         self.workflow()  # the operator specs validate their own parameters
 
     def workflow(self, ranks: int = 1) -> Workflow:
@@ -256,9 +266,10 @@ def base_manifest(config: IngestConfig, ranks: int, summary: dict[str, Any],
         "resources": config.resources(ranks),
         "model": Path(embedder.path).name,
         "dim": embedder.dim,
-        "embed_mode": embedder.mode.to_dict(),
+        "embed_mode": {**embedder.mode.to_dict(), "auto": config.auto_choice},
         "skipped": [asdict(s) for s in skipped],
         "versions": package_versions(),
+        "cpu": cpu_summary(),  # speeds and bf16/int8 choices depend on it: compare runs on one machine only
         **summary,
     }
     manifest["counts"] = {**summary["counts"], "skipped": len(skipped)}

@@ -44,9 +44,14 @@ class EchoChat:
     orchestration need exactly that, and nothing of a real model's cost.
     """
 
-    def __init__(self, tokens_per_s: float | None = None, default_max_tokens: int = 32) -> None:
+    def __init__(self, tokens_per_s: float | None = None, default_max_tokens: int = 32,
+                 context_tokens: int = 8192) -> None:
         self.tokens_per_s = tokens_per_s
         self.default_max_tokens = default_max_tokens
+        self.context_tokens = context_tokens  # in words, the echo model's tokens
+
+    async def count_prompt_tokens(self, messages: tuple[tuple[str, str], ...]) -> int:
+        return sum(len(c.split()) for _, c in messages)
 
     def answer(self, request: ChatRequest) -> ChatResult:
         last_user = next((c for r, c in reversed(request.messages) if r == "user"), "")

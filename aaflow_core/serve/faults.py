@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from aaflow_core.serve.app import error_response
+from aaflow_core.serve.limits import error_response
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

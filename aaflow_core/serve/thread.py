@@ -1,16 +1,21 @@
-"""Run an aiohttp application on a background thread, bound to loopback by default."""
+"""Run an aiohttp application on a background thread, bound to loopback by default (no access log unless given)."""
 from __future__ import annotations
+
+import logging
 
 from aiohttp import web
 
 from aaflow_core.concurrency import LoopThread
+from aaflow_core.serve.app import ACCESS_LOG_FORMAT
 
 
 class ServerThread:
     """`with ServerThread(app) as server: server.base_url` -> "http://127.0.0.1:PORT/v1"."""
 
-    def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 0,
+                 access_log: logging.Logger | None = None) -> None:
         self.app = app
+        self.access_log = access_log
         self.host = host
         self.port = port
         self._loop = LoopThread("aaflow-server")
@@ -24,7 +29,7 @@ class ServerThread:
         self._loop.__enter__()
 
         async def start() -> int:
-            self._runner = web.AppRunner(self.app, access_log=None)
+            self._runner = web.AppRunner(self.app, access_log=self.access_log, access_log_format=ACCESS_LOG_FORMAT)
             await self._runner.setup()
             site = web.TCPSite(self._runner, self.host, self.port)
             await site.start()

@@ -49,6 +49,19 @@ def test_batched_greedy_answers_equal_one_at_a_time(llm):
     assert all(a.text and a.completion_tokens <= TOKENS for a in alone)
 
 
+def test_where_rows_depend_on_batch_mates_answers_are_decoded_alone(llm):
+    """The path a CPU whose kernels fail the row probe takes (forced here, whatever this CPU does)."""
+    convos = [(("user", q),) for q in QUESTIONS]
+    alone = [llm.chat([c], TOKENS)[0] for c in convos]
+    saved = llm.batch_rows
+    try:
+        llm.batch_rows = 1
+        assert llm.chat(convos, TOKENS) == alone
+    finally:
+        llm.batch_rows = saved
+    assert llm.batch_rows == (llm.max_batch if llm.rows_independent else 1)
+
+
 def test_local_and_http_server_answers_are_identical(llm, index):
     local = ask(index, QUESTIONS, small(llm="local"))
     with ServerThread(local_llm_app(llm, embeddings=False)) as server:

@@ -16,6 +16,7 @@ import pytest
 from aaflow_core.cli.main import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, main
 from aaflow_core.dataplane import buffer_address
 from aaflow_core.errors import IndexDirError, NoInputError
+from aaflow_core.models import cpu_features
 from aaflow_core.pipelines import IngestConfig, ingest, query
 from aaflow_core.stores import IndexReader
 from aaflow_core.stores import faiss_store
@@ -61,6 +62,7 @@ def test_manifest_records_what_the_issue_requires(built):
     assert set(m["phases_s"]) == {"load", "chunk", "embed", "upsert"}
     assert m["counts"]["documents"] == 3 and m["counts"]["chunks"] == len(IndexReader(built.index_dir))
     assert {"aaflow", "pyarrow", "torch", "faiss-cpu"} <= set(m["versions"])
+    assert m["cpu"]["model"] and m["cpu"]["cores"] >= 1 and set(m["cpu"]["features"]) <= set(cpu_features())
 
 
 def test_faiss_receives_a_view_of_the_arrow_embedding_column(small_corpus, tmp_path, monkeypatch, embedder):

@@ -89,7 +89,7 @@ def test_a_killed_rank_ends_the_job_and_the_good_index_survives(runs, small_corp
     good = tmp_path / "index"
     shutil.copytree(runs["work"] / "b", good)
     before = (good / "manifest.json").read_bytes()
-    done = run_mpi([str(PROGS / "kill_rank.py"), str(small_corpus), str(good)], timeout=120)
+    done = run_mpi([str(PROGS / "kill_rank.py"), str(small_corpus), str(good)], timeout=300)
     assert done.returncode != 0
     pids = dict(re.findall(r"rank (\d) pid (\d+)", done.stderr))
     killed = re.search(r"PID (\d+) RUNNING AT", done.stdout + done.stderr)

@@ -9,7 +9,9 @@ import pytest
 from aaflow_core.cli.main import main
 from aaflow_core.errors import ConfigError
 from aaflow_core.models.accuracy import accuracy_report, compare, recall_at_k, top_k
-from aaflow_core.models.modes import PrecisionFallbackWarning, check_mode, resolve_mode
+from aaflow_core.models.cpu import FEATURES_ENV, cpu_features, cpu_line, detected_features
+from aaflow_core.models import auto
+from aaflow_core.models.modes import TOLERANCES, PrecisionFallbackWarning, check_mode, check_request, resolve_mode
 from aaflow_core.pipelines import IngestConfig
 from aaflow_core.plan import Workflow, specs
 from aaflow_core.plan.placement import intra_op_threads, place
@@ -114,3 +116,45 @@ def test_accuracy_report_measures_the_difference() -> None:
     assert compare(ref, ref)["max_abs_diff"] == 0.0
     with pytest.raises(ValueError, match="shape mismatch"):
         compare(ref, ref[:3])
+
+
+def test_identical_vectors_are_within_every_tolerance_whatever_the_cosine_rounding() -> None:
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((16, 384)).astype(np.float32)
+    figures = compare(vectors, vectors.copy())
+    assert figures["max_abs_diff"] == 0.0 and abs(figures["min_cosine"] - 1.0) < 1e-12
+    rounded = {**figures, "min_cosine": 0.9999999}  # what float32 norms gave for identical rows
+    assert all(tol.admits(rounded) for tol in TOLERANCES.values())
+    moved = vectors.copy()
+    moved[3, 5] += 1e-6
+    assert not TOLERANCES["torch-fp32"].admits(compare(vectors, moved))
+    assert TOLERANCES["onnx-fp32"].admits(compare(vectors, moved))
+
+
+def test_simulated_cpu_features_drive_the_fallback_and_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(FEATURES_ENV, "avx2,fma")
+    assert cpu_features() == {"avx2", "fma"}
+    assert "avx2 fma" in cpu_line() and "simulated" in cpu_line() and "avx512f" not in cpu_line()
+    with pytest.warns(PrecisionFallbackWarning):
+        mode = resolve_mode("bf16", "torch", cpu_features())
+    assert mode.effective.label == "torch-fp32" and mode.to_dict()["isa"] is None
+    monkeypatch.setenv(FEATURES_ENV, "avx2 fma avx512f avx512_bf16 amx_bf16 amx_tile")
+    assert resolve_mode("bf16", "torch", cpu_features()).isa == "amx_bf16"
+    monkeypatch.delenv(FEATURES_ENV)
+    assert cpu_features() == detected_features() and "simulated" not in cpu_line()
+
+
+@pytest.mark.parametrize("precision, backend, field", [("auto", "torch", "backend"), ("fp32", "auto", "precision"),
+                                                       ("bf16", "openvino", "precision"), ("int8", "openvino", "precision")])
+def test_auto_goes_with_auto_and_openvino_runs_fp32_only(precision: str, backend: str, field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        check_request(precision, backend)
+    assert info.value.field == field
+    assert check_request("auto", "auto") == ("auto", "auto") and check_request("fp32", "openvino") == ("fp32", "openvino")
+
+
+def test_auto_candidates_are_exact_modes_plus_bf16_only_where_native() -> None:
+    avx2 = [m.label for m in auto.candidates(frozenset({"avx2", "fma"}))]
+    assert avx2 == ["torch-fp32", "onnx-fp32", "openvino-fp32"]
+    assert [m.label for m in auto.candidates(frozenset({"avx2", "amx_bf16"}))] == [*avx2, "torch-bf16"]
+    assert all(TOLERANCES[label].max_abs <= 1e-5 for label in avx2)
