@@ -130,7 +130,7 @@ def install() -> None:
         if routed is None:
             return await stock_agenerate(self, messages, stop=stop, run_manager=run_manager, **kwargs)
         endpoint, body = routed
-        return self._create_chat_result(_completion(await shared_client().chat(endpoint, body)), {})
+        return self._create_chat_result(_completion(await active_gate().send_chat(endpoint, body)), {})  # type: ignore[union-attr]
 
     def _generate(self: Any, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any) -> Any:
         routed = _route(self, messages, stop, kwargs)
