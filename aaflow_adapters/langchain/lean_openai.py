@@ -151,7 +151,7 @@ def install() -> None:
             return await stock_agenerate(self, messages, stop=stop, run_manager=run_manager, **kwargs)
         endpoint, body = routed
         try:
-            answer = await shared_client().chat(endpoint, body)
+            answer = await active_gate().send_chat(endpoint, body)  # type: ignore[union-attr]
         except RemoteCallError as exc:
             _raise_as_stock(module, exc)
         return self._create_chat_result(_completion(answer), {})

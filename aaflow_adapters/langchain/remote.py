@@ -93,6 +93,10 @@ class RemoteGate:
                 raise Aborted("not started: an earlier input failed")
             return await thunk()
 
+    async def send_chat(self, endpoint: Any, body: dict[str, Any]) -> dict[str, Any]:
+        """Where a routed chat request goes: straight to the endpoint (a Batch API run overrides this)."""
+        return await shared_client().chat(endpoint, body)
+
     async def _gather(self, thunks: Sequence[Thunk]) -> list[Any]:
         return list(await asyncio.gather(*(self.acall(t) for t in thunks), return_exceptions=True))
 

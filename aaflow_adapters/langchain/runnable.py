@@ -17,10 +17,13 @@ from typing import Any, Literal
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langchain_core.runnables.base import RunnableBindingBase
 from langchain_core.runnables.config import get_config_list, patch_config, run_in_executor
+from pydantic import PrivateAttr
 
 from aaflow_core import ConfigError, Plan
 from aaflow_core.distributed import Comm
+from aaflow_core.remote.batches import BatchLimits
 from aaflow_adapters.errors import UnknownOptionError
+from aaflow_adapters.langchain.batch_api import BatchRunUsage, batch_api_run
 from aaflow_adapters.langchain.checks import as_runnable
 from aaflow_adapters.langchain.graphs import PerInputStage, each_async, each_sync
 from aaflow_adapters.langchain.mpi import batch_on_ranks
@@ -46,6 +49,26 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
     deterministic: bool = True
     """Same inputs + same resources => same outputs: micro-batches are cut by input order, and user
     functions run on one worker per step (False: one per core, so their call order may vary)."""
+    remote: Literal["direct", "batch-api"] = "direct"
+    """How routed ChatOpenAI calls are sent: "direct" (now, within the budget) or "batch-api" (one
+    OpenAI Batch API job per model step, half price, answers within the completion window; see
+    batch_api.py). Outputs are the same for the same model answers."""
+    batch_dir: str | None = None
+    """With remote="batch-api": a folder where the jobs' file/batch ids and results are kept, so a
+    call repeated after a crash resumes the same batches instead of paying again."""
+    batch_limits: BatchLimits = BatchLimits()
+    """With remote="batch-api": requests and bytes per file, completion window, polling pace."""
+    batch_max_wait_s: float = 2.0
+    """With remote="batch-api": send the held requests after this long with no new one, even if some
+    inputs are still busy elsewhere (a slow local step)."""
+    batch_progress: bool = False
+    """With remote="batch-api": a progress bar per job while it is polled."""
+    _batch_usage: BatchRunUsage | None = PrivateAttr(default=None)
+
+    @property
+    def last_batch_usage(self) -> BatchRunUsage | None:
+        """What the last remote="batch-api" call sent as batch lines vs synchronous requests."""
+        return self._batch_usage
 
     def __init__(self, runnable: Any = _UNSET, /, **kwargs: Any) -> None:
         """`runnable` (or `bound=`): a Runnable, or a callable or dict that LCEL coerces to one."""
@@ -174,6 +197,12 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
     def _batch_here(self, inputs: list[Any], config: RunnableConfig | Sequence[RunnableConfig] | None,
                     return_exceptions: bool, kwargs: Mapping[str, Any],
                     loop: asyncio.AbstractEventLoop | None) -> list[Any]:
+        if self.remote == "batch-api":
+            root, configs, _ = self._prepare(len(inputs), config, kwargs)
+            outputs, self._batch_usage = batch_api_run(
+                root, inputs, configs, return_exceptions=return_exceptions, limits=self.batch_limits,
+                ledger=self.batch_dir, progress=self.batch_progress, max_wait_s=self.batch_max_wait_s)
+            return outputs
         outputs: list[Any] = [None] * len(inputs)
         for i, out in self._run(inputs, config, return_exceptions, kwargs, loop):
             outputs[i] = out
@@ -183,7 +212,7 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
                      return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
         if not inputs:
             return []
-        if Comm.for_ranks(self.ranks).size > 1:
+        if Comm.for_ranks(self.ranks).size > 1 or self.remote == "batch-api":
             return await run_in_executor(None, self._batch, inputs, config, return_exceptions, kwargs,
                                          asyncio.get_running_loop())
         outputs: list[Any] = [None] * len(inputs)

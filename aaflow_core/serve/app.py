@@ -22,7 +22,7 @@ from aiohttp.typedefs import Handler
 
 from aaflow_core.concurrency import AsyncBatcher, BatchPolicy, RetryPolicy
 from aaflow_core.serve.auth import ApiKeys
-from aaflow_core.serve.backends import ChatBackend, ChatRequest, EmbeddingsBackend
+from aaflow_core.serve.backends import ChatBackend, ChatRequest, ChatResult, EmbeddingsBackend
 from aaflow_core.serve.limits import (
     Admission, ApiError, BadRequest, BodyTooLarge, ContextWindow, ServeLimits, ServerStats, answer_tokens,
 )
@@ -126,6 +126,17 @@ def embedding_items(matrix: np.ndarray, encoding: str) -> list[dict[str, Any]]:
     return [{"object": "embedding", "index": i, "embedding": r} for i, r in enumerate(rows)]
 
 
+def completion_body(completion_id: str, req: ChatRequest, res: ChatResult) -> dict[str, Any]:
+    """A chat.completion object, as the synchronous route and the Batch API's output lines carry it."""
+    return {
+        "id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": req.model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": res.content},
+                     "finish_reason": res.finish_reason, "logprobs": None}],
+        "usage": {"prompt_tokens": res.prompt_tokens, "completion_tokens": res.completion_tokens,
+                  "total_tokens": res.prompt_tokens + res.completion_tokens},
+    }
+
+
 def create_app(*, chat: ChatBackend | None = None, embeddings: EmbeddingsBackend | None = None,
                latency_s: float = 0.0, max_concurrency: int | None = None, max_inputs: int = 2048,
                max_batch: int = 64, max_wait_ms: float = 2.0, keys: ApiKeys | None = None,
@@ -157,14 +168,7 @@ def create_app(*, chat: ChatBackend | None = None, embeddings: EmbeddingsBackend
         req = await fit_context(parse_chat(body, limits.max_messages), chat, max_tokens_field(body),
                                 limits.max_tokens_limit)
         res = await serve(lambda: chat_batcher.submit(req))
-        return web.json_response({
-            "id": f"chatcmpl-{stats.requests}", "object": "chat.completion", "created": int(time.time()),
-            "model": req.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": res.content},
-                         "finish_reason": res.finish_reason, "logprobs": None}],
-            "usage": {"prompt_tokens": res.prompt_tokens, "completion_tokens": res.completion_tokens,
-                      "total_tokens": res.prompt_tokens + res.completion_tokens},
-        })
+        return web.json_response(completion_body(f"chatcmpl-{stats.requests}", req, res))
 
     async def embeddings_route(request: web.Request) -> web.StreamResponse:
         stats.requests += 1
