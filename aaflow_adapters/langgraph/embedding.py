@@ -85,6 +85,9 @@ class EmbedQueue:
             self._open += 1
             if self._open == self._micro_batch:  # the batcher sent it, full: the next text opens a new one
                 self._open, self._opened = 0, None
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
         if self._open:
             self._arm()
         return np.stack(await asyncio.gather(*futures)) if texts else np.zeros((0, self.dims), np.float32)

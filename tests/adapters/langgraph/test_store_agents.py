@@ -29,14 +29,24 @@ def assert_same_hits(stock: Hits, ours: Hits) -> None:
         assert all(abs(a - b) <= 1e-5 for (_, a), (_, b) in zip(stock[q], ours[q]) if a is not None), q
 
 
-@pytest.mark.parametrize("runner", ["async", "sync"])
-def test_many_agents_share_embedding_calls(tmp_path: Path, runner: str) -> None:
+@pytest.mark.parametrize("runner, quiet_ms", [("async", 30_000), ("sync", 200)])
+def test_many_agents_share_embedding_calls(tmp_path: Path, runner: str, quiet_ms: float) -> None:
+    """asyncio agents: every wave of 100 fills whole micro-batches of 50, so calls are exactly ceil(ops / 50).
+
+    There the quiet period is made long enough never to end first: batches close only when full,
+    so the count does not depend on how a loaded machine schedules the agents (a batch that did
+    not fill would make the run slow and the count wrong, not pass). With agents on 100 threads
+    (`agent.batch`) a few of them reach the store only after the previous micro-batch was sent
+    (seen with a long quiet period: 6 of 100 puts waited for it; the cause is not found yet), so
+    there a normal quiet period closes some batches early and the check is that calls stay under
+    a tenth of the operations (stock: one call per operation).
+    """
     stock_embed, our_embed = Counting(DeterministicFakeEmbedding(size=32)), Counting(DeterministicFakeEmbedding(size=32))
     expected = stock_hits(runner, stock_embed)
     hits: Hits = {}
     with AAFlowStore(tmp_path / "m", index={"dims": 32, "embed": our_embed, "fields": ["text"]},
-                     micro_batch=MICRO_BATCH, max_wait_ms=200, max_delay_ms=5000) as store:
-        store.put(("warm",), "up", {"text": "first use: lazy imports happen here, not inside a wave"})
+                     micro_batch=MICRO_BATCH, max_wait_ms=quiet_ms, max_delay_ms=30_000) as store:
+        store.put(("warm",), "up", {"text": "first commit: lazy imports happen here"}, index=False)
         warm_calls, warm_texts = store.embedding_calls, our_embed.texts
         agent = memory_agent(store, hits)
         asyncio.run(run_async(agent, USERS, TURNS)) if runner == "async" else run_sync(agent, USERS, TURNS)
@@ -46,9 +56,9 @@ def test_many_agents_share_embedding_calls(tmp_path: Path, runner: str) -> None:
     operations = 2 * USERS * TURNS  # a search and a put per agent turn, one text each
     assert stock_embed.calls == operations
     assert our_embed.texts - warm_texts == operations and our_embed.calls == calls + warm_calls
-    if runner == "async":  # one event loop: a wave of agents reaches the store within the quiet period
-        assert calls <= -(-operations // MICRO_BATCH), sizes
-    else:  # 100 threads: the OS schedules them with pauses of 200 ms and more, which close some batches early
+    if runner == "async":
+        assert calls == -(-operations // MICRO_BATCH) and set(sizes) == {MICRO_BATCH}, sizes
+    else:
         assert calls <= operations // 10, sizes
     with AAFlowStore(tmp_path / "m", index={"dims": 32, "embed": our_embed, "fields": ["text"]}) as reopened:
         assert len(reopened.search(("memories", "user-7"), limit=100)) == TURNS
