@@ -72,3 +72,7 @@ class MissingDependencyError(AAFlowError, ImportError):
 
     def __init__(self, module: str, install: str) -> None:
         super().__init__(f"{module} is required for this feature: pip install {install}")
+
+
+class CheckpointError(AAFlowError):
+    """A checkpoint directory cannot be resumed: made for another job, damaged, or in use; names what."""

@@ -11,7 +11,8 @@ gets all outputs, in input order (see `mpi.py` and docs/distributed.md).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
 
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langchain_core.runnables.base import RunnableBindingBase
@@ -19,6 +20,7 @@ from langchain_core.runnables.config import get_config_list, patch_config, run_i
 
 from aaflow_core import ConfigError, Plan
 from aaflow_core.distributed import Comm
+from aaflow_adapters.langchain.checkpoint import checkpoint_dir, checkpointed_batch
 from aaflow_adapters.langchain.checks import as_runnable
 from aaflow_adapters.langchain.mpi import batch_on_ranks
 from aaflow_adapters.langchain.pipeline import Options, describe, stream_rows
@@ -42,6 +44,11 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
     deterministic: bool = True
     """Same inputs + same resources => same outputs: micro-batches are cut by input order, and user
     functions run on one worker per step (False: one per core, so their call order may vary)."""
+    checkpoint: Optional[Union[str, Path]] = None
+    """A directory: `batch` commits each finished output there and, called again after a crash, runs
+    only the unfinished inputs (see checkpoint.py; per call: configurable "aaflow_checkpoint")."""
+    progress: bool = False
+    """A tqdm bar over a checkpointed batch, counting resumed inputs separately."""
 
     def __init__(self, runnable: Any = _UNSET, /, **kwargs: Any) -> None:
         """`runnable` (or `bound=`): a Runnable, or a callable or dict that LCEL coerces to one."""
@@ -128,6 +135,11 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
 
     def _batch_here(self, inputs: list[Any], config: RunnableConfig | Sequence[RunnableConfig] | None,
                     return_exceptions: bool, kwargs: Mapping[str, Any], asynchronous: bool) -> list[Any]:
+        work = checkpoint_dir(self.checkpoint, get_config_list(config, len(inputs)), Comm.for_ranks(self.ranks))
+        if work is not None:
+            return checkpointed_batch(self, work, inputs, config, dict(kwargs), progress=self.progress,
+                                      run_missing=lambda xs, cs: self._run(xs, cs, return_exceptions, kwargs,
+                                                                           asynchronous))
         outputs: list[Any] = [None] * len(inputs)
         for i, out in self._run(inputs, config, return_exceptions, kwargs, asynchronous):
             outputs[i] = out
