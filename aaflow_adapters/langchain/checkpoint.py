@@ -160,8 +160,11 @@ def committed(log: BatchLog, keys: Sequence[str]) -> dict[int, str]:
 
 
 def run_checkpointed(work: Path, form: Any, inputs: Sequence[Any], configs: list[RunnableConfig],
-                     run_missing: RunMissing, *, progress: bool = False) -> list[Any]:
-    """The batch's outputs in input order: committed ones revived, the rest run by `run_missing` and committed."""
+                     run_missing: RunMissing, *, return_exceptions: bool, progress: bool = False) -> list[Any]:
+    """The batch's outputs in input order: committed ones revived, the rest run by `run_missing` and committed.
+
+    `run_missing` returns exceptions as outputs: a failure does not stop the other inputs, whose outputs
+    are paid for and kept; without `return_exceptions` the first failure (in input order) is raised after."""
     keys = [input_key(v) for v in inputs]
     log = open_log(work, form, keys)
     try:
@@ -183,9 +186,12 @@ def run_checkpointed(work: Path, form: Any, inputs: Sequence[Any], configs: list
             committer.close()
             if bar is not None:
                 bar.close()
-        return outputs
     finally:
         log.close()
+    failed = next((o for o in outputs if isinstance(o, Exception)), None)
+    if failed is not None and not return_exceptions:
+        raise failed
+    return outputs
 
 
 def _bar(total: int, resumed: int) -> Any:
@@ -198,11 +204,12 @@ def _bar(total: int, resumed: int) -> Any:
 
 def checkpointed_batch(runnable: Any, work: Path, inputs: Sequence[Any],
                        config: RunnableConfig | Sequence[RunnableConfig] | None, kwargs: dict[str, Any],
-                       run_missing: RunMissing, *, progress: bool = False) -> list[Any]:
+                       run_missing: RunMissing, *, return_exceptions: bool, progress: bool = False) -> list[Any]:
     """`AAFlowRunnable.batch` with a checkpoint: the chain identified by its serialisation, the call's
     kwargs and its plan's steps (not the plan's resources: a resumed run may use other limits)."""
     configs = get_config_list(config, len(inputs))  # type: ignore[arg-type]
     steps = [op.name for op in runnable.plan(configs[0]).ops]
     bound: Runnable[Any, Any] = runnable.bound
     form = chain_form(bound, {**runnable.kwargs, **kwargs}, steps)
-    return run_checkpointed(work, form, inputs, configs, run_missing, progress=progress)
+    return run_checkpointed(work, form, inputs, configs, run_missing, return_exceptions=return_exceptions,
+                            progress=progress)

@@ -137,9 +137,9 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
                     return_exceptions: bool, kwargs: Mapping[str, Any], asynchronous: bool) -> list[Any]:
         work = checkpoint_dir(self.checkpoint, get_config_list(config, len(inputs)), Comm.for_ranks(self.ranks))
         if work is not None:
-            return checkpointed_batch(self, work, inputs, config, dict(kwargs), progress=self.progress,
-                                      run_missing=lambda xs, cs: self._run(xs, cs, return_exceptions, kwargs,
-                                                                           asynchronous))
+            return checkpointed_batch(self, work, inputs, config, dict(kwargs), return_exceptions=return_exceptions,
+                                      progress=self.progress,
+                                      run_missing=lambda xs, cs: self._run(xs, cs, True, kwargs, asynchronous))
         outputs: list[Any] = [None] * len(inputs)
         for i, out in self._run(inputs, config, return_exceptions, kwargs, asynchronous):
             outputs[i] = out
