@@ -23,6 +23,7 @@ from aaflow_core.concurrency import LoopThread
 from aaflow_core.errors import AAFlowError, ConfigError
 
 from aaflow_adapters.llamaindex.cache import CacheTap, StepRecord
+from aaflow_adapters.llamaindex.checkpoint import CheckpointedModel, EmbeddingCheckpoint
 from aaflow_adapters.llamaindex.nodes import EMBEDDING, NodeTable, source_batches
 from aaflow_adapters.llamaindex.steps import EmbedCaller, EmbedStep, Failure, RunCoro, TransformStep
 from aaflow_adapters.llamaindex.vector import Segment
@@ -42,6 +43,7 @@ class EngineOptions:
     backend: str = "threads"
     workers: int = 1
     queue_capacity: int = 4
+    checkpoint: str | None = None  # a directory: embeddings committed per micro-batch (checkpoint.py)
 
     def __post_init__(self) -> None:
         if self.parity and self.embed_batch_size is not None:
@@ -129,6 +131,8 @@ def _embed_caller(model: BaseEmbedding, opts: EngineOptions, kwargs: dict[str, A
     if run_coro is None:  # sync run: the model's sync API on a pool, driven by a private loop
         run_coro = stack.enter_context(LoopThread("aaflow-llamaindex-embed")).run
         pool = stack.enter_context(ThreadPoolExecutor(concurrency, thread_name_prefix="aaflow-embed"))
+    if opts.checkpoint is not None:
+        target = CheckpointedModel(target, stack.enter_context(EmbeddingCheckpoint(opts.checkpoint, target)))
     caller = EmbedCaller(target, batch_size=size, concurrency=concurrency, run_coro=run_coro, pool=pool,
                          kwargs=kwargs)
     return caller, window
