@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.checkpoint_bench import case_checkpoint
 from benchmarks.harness import Pool, side_by_side, speedup
 
 LC, LI, NATIVE = "benchmarks.langchain_bench", "benchmarks.llamaindex_bench", "benchmarks.ingest"
@@ -223,5 +224,5 @@ def case_determinism(cfg: Config, pool: Pool, log: Callable[[str], None]) -> dic
 
 CASES: dict[str, Callable[[Config, Pool, Callable[[str], None]], dict[str, Any]]] = {
     "ingest": case_ingest, "remote": case_remote, "rag": case_rag, "scaling": case_scaling,
-    "determinism": case_determinism,
+    "determinism": case_determinism, "checkpoint": case_checkpoint,
 }
