@@ -73,9 +73,9 @@ class EmbeddingCheckpoint:
         """The vectors of a whole micro-batch, or None if any text has none yet."""
         with self._lock:
             found = [self.vectors.get(text_key(t)) for t in texts]
-        if any(v is None for v in found):
-            return None
-        self.served += 1
+            if any(v is None for v in found):
+                return None
+            self.served += 1
         return found  # type: ignore[return-value]
 
     def commit(self, texts: Sequence[str], vectors: Sequence[Sequence[float]]) -> None:

@@ -126,3 +126,35 @@ def test_checkpoint_of_another_model_is_refused(server: Any, tmp_path: Path) -> 
     with pytest.raises(CheckpointError, match="differs in model"):
         AAFlowIngestionPipeline(transformations=other, checkpoint=str(work)).run(documents=DOCS[:2])
     assert {p.name: p.read_bytes() for p in work.iterdir() if p.name != "lock"} == before
+
+
+def test_arun_resumes_from_the_checkpoint_without_requests(server: Any, stock: Path, tmp_path: Path) -> None:
+    import asyncio
+
+    from aaflow_adapters.llamaindex import AAFlowIngestionPipeline
+
+    base_url, backend = server
+    work = str(tmp_path / "ck")
+    first = asyncio.run(AAFlowIngestionPipeline(transformations=transformations(base_url), checkpoint=work)
+                        .arun(documents=list(DOCS)))
+    backend.counts.clear()
+    again = asyncio.run(AAFlowIngestionPipeline(transformations=transformations(base_url), checkpoint=work)
+                        .arun(documents=list(DOCS)))
+    assert not backend.counts  # every micro-batch answered from the checkpoint
+    expected = json.loads((stock / "nodes.json").read_text())
+    assert [[n.node_id, n.get_content(), n.embedding] for n in again] == expected
+    assert [n.embedding for n in first] == [n.embedding for n in again]
+
+
+def test_truncated_part_is_a_clear_error_and_left_alone(server: Any, tmp_path: Path) -> None:
+    from aaflow_adapters.llamaindex import AAFlowIngestionPipeline
+
+    work = tmp_path / "ck"
+    AAFlowIngestionPipeline(transformations=transformations(server[0]), checkpoint=str(work)).run(documents=DOCS[:2])
+    part = work / "part-000000.parquet"
+    part.write_bytes(part.read_bytes()[:100])
+    before = {p.name: p.read_bytes() for p in work.iterdir() if p.name != "lock"}
+    with pytest.raises(CheckpointError, match="part-000000.parquet: committed part changed or was truncated"):
+        AAFlowIngestionPipeline(transformations=transformations(server[0]), checkpoint=str(work)).run(
+            documents=DOCS[:2])
+    assert {p.name: p.read_bytes() for p in work.iterdir() if p.name != "lock"} == before
