@@ -15,7 +15,7 @@ import json
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -159,39 +159,41 @@ def committed(log: BatchLog, keys: Sequence[str]) -> dict[int, str]:
     return done
 
 
-def run_checkpointed(work: Path, form: Any, inputs: Sequence[Any], configs: list[RunnableConfig],
-                     run_missing: RunMissing, *, return_exceptions: bool, progress: bool = False) -> list[Any]:
-    """The batch's outputs in input order: committed ones revived, the rest run by `run_missing` and committed.
+def iter_checkpointed(work: Path, form: Any, inputs: Sequence[Any], configs: list[RunnableConfig],
+                      run_missing: RunMissing, *, return_exceptions: bool,
+                      progress: bool = False) -> Iterator[tuple[int, Any]]:
+    """(index, output): committed outputs revived first, then the rest as `run_missing` finishes and commits them.
 
     `run_missing` returns exceptions as outputs: a failure does not stop the other inputs, whose outputs
-    are paid for and kept; without `return_exceptions` the first failure (in input order) is raised after."""
+    are paid for and kept; without `return_exceptions` the first failure (in input order) is raised at
+    the end instead of being yielded."""
     keys = [input_key(v) for v in inputs]
     log = open_log(work, form, keys)
+    failure: tuple[int, Exception] | None = None
     try:
         done = committed(log, keys)
-        outputs: list[Any] = [None] * len(inputs)
-        for i, text in done.items():
-            outputs[i] = revive(text)
-        missing = [i for i in range(len(inputs)) if i not in done]
         bar = _bar(len(inputs), len(done)) if progress else None
+        for i in sorted(done):
+            yield i, revive(done[i])
+        missing = [i for i in range(len(inputs)) if i not in done]
         committer = Committer(log, keys)
         try:
-            if missing:
-                for j, out in run_missing([inputs[i] for i in missing], [configs[i] for i in missing]):
-                    outputs[missing[j]] = out
-                    committer.put(missing[j], out)
-                    if bar is not None:
-                        bar.update(1)
+            for j, out in run_missing([inputs[i] for i in missing], [configs[i] for i in missing]) if missing else ():
+                committer.put(missing[j], out)
+                if bar is not None:
+                    bar.update(1)
+                if isinstance(out, Exception) and not return_exceptions:
+                    failure = min(failure or (missing[j], out), (missing[j], out), key=lambda f: f[0])
+                else:
+                    yield missing[j], out
         finally:
             committer.close()
             if bar is not None:
                 bar.close()
     finally:
         log.close()
-    failed = next((o for o in outputs if isinstance(o, Exception)), None)
-    if failed is not None and not return_exceptions:
-        raise failed
-    return outputs
+    if failure is not None:
+        raise failure[1]
 
 
 def _bar(total: int, resumed: int) -> Any:
@@ -202,14 +204,26 @@ def _bar(total: int, resumed: int) -> Any:
     return bar
 
 
-def checkpointed_batch(runnable: Any, work: Path, inputs: Sequence[Any],
-                       config: RunnableConfig | Sequence[RunnableConfig] | None, kwargs: dict[str, Any],
-                       run_missing: RunMissing, *, return_exceptions: bool, progress: bool = False) -> list[Any]:
-    """`AAFlowRunnable.batch` with a checkpoint: the chain identified by its serialisation, the call's
-    kwargs and its plan's steps (not the plan's resources: a resumed run may use other limits)."""
+def checkpointed(runnable: Any, work: Path, inputs: Sequence[Any],
+                 config: RunnableConfig | Sequence[RunnableConfig] | None, kwargs: Mapping[str, Any],
+                 run_missing: RunMissing, *, return_exceptions: bool, progress: bool = False
+                 ) -> Iterator[tuple[int, Any]]:
+    """`AAFlowRunnable.batch_as_completed` with a checkpoint: the chain identified by its serialisation, the
+    call's kwargs and its plan's steps (not the plan's resources: a resumed run may use other limits)."""
     configs = get_config_list(config, len(inputs))  # type: ignore[arg-type]
     steps = [op.name for op in runnable.plan(configs[0]).ops]
     bound: Runnable[Any, Any] = runnable.bound
     form = chain_form(bound, {**runnable.kwargs, **kwargs}, steps)
-    return run_checkpointed(work, form, inputs, configs, run_missing, return_exceptions=return_exceptions,
-                            progress=progress)
+    return iter_checkpointed(work, form, inputs, configs, run_missing, return_exceptions=return_exceptions,
+                             progress=progress)
+
+
+def checkpointed_batch(runnable: Any, work: Path, inputs: Sequence[Any],
+                       config: RunnableConfig | Sequence[RunnableConfig] | None, kwargs: Mapping[str, Any],
+                       run_missing: RunMissing, *, return_exceptions: bool, progress: bool = False) -> list[Any]:
+    """`AAFlowRunnable.batch` with a checkpoint: outputs in input order (see `checkpointed`)."""
+    outputs: list[Any] = [None] * len(inputs)
+    for i, out in checkpointed(runnable, work, inputs, config, kwargs, run_missing,
+                               return_exceptions=return_exceptions, progress=progress):
+        outputs[i] = out
+    return outputs

@@ -20,7 +20,7 @@ from langchain_core.runnables.config import get_config_list, patch_config, run_i
 
 from aaflow_core import ConfigError, Plan
 from aaflow_core.distributed import Comm
-from aaflow_adapters.langchain.checkpoint import checkpoint_dir, checkpointed_batch
+from aaflow_adapters.langchain.checkpoint import checkpoint_dir, checkpointed, checkpointed_batch
 from aaflow_adapters.langchain.checks import as_runnable
 from aaflow_adapters.langchain.mpi import batch_on_ranks
 from aaflow_adapters.langchain.pipeline import Options, describe, stream_rows
@@ -137,7 +137,7 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
                     return_exceptions: bool, kwargs: Mapping[str, Any], asynchronous: bool) -> list[Any]:
         work = checkpoint_dir(self.checkpoint, get_config_list(config, len(inputs)), Comm.for_ranks(self.ranks))
         if work is not None:
-            return checkpointed_batch(self, work, inputs, config, dict(kwargs), return_exceptions=return_exceptions,
+            return checkpointed_batch(self, work, inputs, config, kwargs, return_exceptions=return_exceptions,
                                       progress=self.progress,
                                       run_missing=lambda xs, cs: self._run(xs, cs, True, kwargs, asynchronous))
         outputs: list[Any] = [None] * len(inputs)
@@ -157,6 +157,11 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
             return
         if Comm.for_ranks(self.ranks).size > 1:  # outputs arrive together, after the exchange
             yield from enumerate(self.batch(list(inputs), config, return_exceptions=return_exceptions, **kwargs))
+            return
+        if (work := checkpoint_dir(self.checkpoint, get_config_list(config, len(inputs)), Comm())) is not None:
+            yield from checkpointed(self, work, inputs, config, kwargs, return_exceptions=return_exceptions,
+                                    progress=self.progress,
+                                    run_missing=lambda xs, cs: self._run(xs, cs, True, kwargs, False))
             return
         yield from self._run(inputs, config, return_exceptions, kwargs, asynchronous=False)
 

@@ -179,3 +179,18 @@ def test_progress_counts_resumed_inputs(tmp_path: Path, capsys: pytest.CaptureFi
     AAFlowRunnable(chain, checkpoint=tmp_path / "ck", progress=True).batch(INPUTS)
     err = capsys.readouterr().err
     assert "12/12" in err and "resumed=12" in err
+
+
+def test_batch_as_completed_yields_resumed_outputs_first_then_runs_the_rest(tmp_path: Path) -> None:
+    step = Flaky({"question 2", "question 9"})
+    chain = RunnableLambda(step) | RunnableLambda(lambda x: x["q"].upper())
+    work = tmp_path / "ck"
+    first = dict(AAFlowRunnable(chain, checkpoint=work, batch_size=4).batch_as_completed(INPUTS,
+                                                                                        return_exceptions=True))
+    assert sorted(first) == list(range(12)) and isinstance(first[2], ValueError)
+    step.failing.clear()
+    second = list(AAFlowRunnable(chain, checkpoint=work).batch_as_completed(INPUTS))
+    assert [i for i, _ in second[:10]] == [i for i in range(12) if i not in (2, 9)]  # resumed, in order
+    assert sorted(i for i, _ in second[10:]) == [2, 9] and step.calls[12:] in (["question 2", "question 9"],
+                                                                             ["question 9", "question 2"])
+    assert dict(second) == {i: x["q"].upper() for i, x in enumerate(INPUTS)}
