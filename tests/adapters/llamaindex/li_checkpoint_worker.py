@@ -1,19 +1,34 @@
 """A checkpointed AAFlowIngestionPipeline run in its own process, for the crash test to SIGKILL.
 
 python li_checkpoint_worker.py BASE_URL CHECKPOINT OUT_DIR  ->  OUT_DIR holds nodes.json, docstore.json,
-vector_store.json. `pipeline(...)` builds the same pipeline for stock in the test process.
+vector_store.json. The test process builds the same pipeline for stock, and serves HashEmbeddings.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from llama_index.core import Document
 from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.storage.docstore import SimpleDocumentStore
 from llama_index.core.vector_stores import SimpleVectorStore
+
+class HashEmbeddings:
+    """Vectors that depend only on the text (no model cost), and a count of requests per text."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        self.counts.update(texts)
+        seeds = [int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little") for t in texts]
+        return np.stack([np.random.default_rng(s).standard_normal(16) for s in seeds]).astype(np.float32)
+
 
 DOCS = [Document(text=" ".join(f"Document {d} sentence {s} talks about topic {s % 7}." for s in range(60)),
                  doc_id=f"doc-{d}") for d in range(24)]

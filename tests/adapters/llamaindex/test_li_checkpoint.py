@@ -14,11 +14,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from llama_index.core.ingestion import IngestionPipeline
@@ -28,22 +26,10 @@ from aaflow_core.serve import ServerThread, create_app
 from aaflow_core.stores.journal import JOURNAL_FILE
 
 sys.path.insert(0, str(Path(__file__).parent))
-from li_checkpoint_worker import DOCS, dump, stores, transformations  # noqa: E402
+from li_checkpoint_worker import DOCS, HashEmbeddings, dump, stores, transformations  # noqa: E402
 
 WORKER = Path(__file__).with_name("li_checkpoint_worker.py")
 ROOT = Path(__file__).resolve().parents[3]
-
-
-class HashEmbeddings:
-    """Vectors that depend only on the text (no model cost), and a count of requests per text."""
-
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-
-    async def embed(self, texts: list[str]) -> np.ndarray:
-        self.counts.update(texts)
-        seeds = [int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little") for t in texts]
-        return np.stack([np.random.default_rng(s).standard_normal(16) for s in seeds]).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
