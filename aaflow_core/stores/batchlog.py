@@ -53,6 +53,8 @@ class BatchLog:
         self.header = {"format": FORMAT, **header, "sidecars": sorted(sidecars or {})}
         self._sidecars = dict(sidecars or {})
         self.parts: list[dict[str, Any]] = []
+        if not (self.work / JOURNAL_FILE).exists():
+            self._refuse_foreign()
         self.work.mkdir(parents=True, exist_ok=True)
         self._lock = open(self.work / LOCK_FILE, "a")
         try:
@@ -74,13 +76,18 @@ class BatchLog:
     def journal(self) -> Path:
         return self.work / JOURNAL_FILE
 
-    def _start(self) -> None:
+    def _refuse_foreign(self) -> None:
+        """A new checkpoint goes only where nothing but a killed run's leftovers is (never into a user's folder)."""
+        if not self.work.is_dir():
+            return
         ours = {LOCK_FILE, *self._sidecars}
         foreign = sorted(p.name for p in self.work.iterdir()
                          if p.name not in ours and not p.name.startswith("part-") and not p.name.endswith(".tmp"))
         if foreign:
             raise CheckpointError(f"{self.work}: not a checkpoint and not empty (holds {', '.join(foreign[:3])}); "
                                   "give a new or empty directory")
+
+    def _start(self) -> None:
         for stale in self.work.glob("part-*"):
             stale.unlink()
         for name, data in self._sidecars.items():

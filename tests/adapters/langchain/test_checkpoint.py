@@ -156,7 +156,7 @@ def test_a_folder_with_other_files_is_not_taken_over(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(CheckpointError, match="not a checkpoint and not empty"):
         AAFlowRunnable(RunnableLambda(lambda x: x), checkpoint=tmp_path).batch(INPUTS)
-    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"] or (tmp_path / "notes.txt").read_text() == "mine"
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
 def test_output_that_json_cannot_carry_names_the_input(tmp_path: Path) -> None:
