@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test test-avx2 lint clean bench bench-quick bench-ingest bench-scaling
+.PHONY: install run test test-avx2 lint clean bench bench-quick bench-ingest bench-scaling sysdeps
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -33,13 +33,22 @@ run: install
 lint: install
 	$(BIN)/lint-imports
 
-test: install lint
+# tests/mpi/test_multihost.py simulates hosts with network namespaces: it needs `ip` (iproute2).
+# Installed only when missing and we are root with apt-get; otherwise that test skips, saying why.
+sysdeps:
+	@if ! command -v ip >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing iproute2 (ip) for the simulated-hosts MPI test"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2) || \
+			echo "could not install iproute2: the simulated-hosts test will skip"; \
+	fi
+
+test: install lint sysdeps
 	$(BIN)/python -m pytest -q tests
 
 # The suite as an AVX2-only CPU (no AVX-512, VNNI or AMX) would run it, on any x86 machine: aaflow's feature
 # detection, torch's kernels, oneDNN, OpenBLAS and numpy's dispatch are all held to AVX2. Not part of CI.
 AVX2_ONLY := $(filter-out avx512% amx% avx_vnni vnni,$(shell grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2))
-test-avx2: install lint
+test-avx2: install lint sysdeps
 	AAFLOW_CPU_FEATURES="$(AVX2_ONLY)" ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 OPENBLAS_CORETYPE=Haswell \
 	NPY_DISABLE_CPU_FEATURES="AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR" \
 	$(BIN)/python -m pytest -q tests

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aaflow_core.errors import AAFlowError, InputError
+from aaflow_core.errors import AAFlowError, ConfigError, InputError
 
 
 class UnsupportedRunnableError(InputError, TypeError, ValueError):
@@ -41,6 +41,13 @@ class EmbeddingDimError(EmbeddingOutputError, AssertionError):
 
 class DuplicateIdError(InputError, ValueError):
     """Ids that repeat, or are already in the store (stock: ValueError, some of it after a write)."""
+
+
+class UnknownOptionError(ConfigError, TypeError):
+    """A keyword argument the adapter does not take, e.g. a misspelt option (Python: TypeError)."""
+
+    def __init__(self, where: str, name: str, value: object, accepted: Sequence[str]) -> None:
+        super().__init__(name, value, f"{where} takes no argument {name!r}; accepted: {', '.join(accepted)}")
 
 
 def user_error(err: AAFlowError) -> BaseException:

@@ -60,11 +60,19 @@ class MalformedResponseError(AAFlowError):
 
 
 class RankError(AAFlowError):
-    """A rank of an MPI job failed; the whole job ends with this, naming the rank."""
+    """A rank of an MPI job failed; the whole job ends with this, naming the rank (and its host
+    when the job spans several hosts)."""
 
-    def __init__(self, rank: int, why: str) -> None:
-        super().__init__(f"rank {rank} failed: {why}")
+    host: str | None = None
+
+    def __init__(self, rank: int, why: str, host: str | None = None) -> None:
+        super().__init__(f"rank {rank}{f' on {host}' if host else ''} failed: {why}")
         self.rank = rank
+        self.host = host
+
+
+class SharedPathError(AAFlowError):
+    """A path every rank of a multi-host job must see is missing (or different) on some host."""
 
 
 class MissingDependencyError(AAFlowError, ImportError):
@@ -72,6 +80,22 @@ class MissingDependencyError(AAFlowError, ImportError):
 
     def __init__(self, module: str, install: str) -> None:
         super().__init__(f"{module} is required for this feature: pip install {install}")
+
+
+class EndpointError(AAFlowError):
+    """An endpoint answered an HTTP error (or no answer at all: `status` None); `retryable` says if
+    trying again can help (429, 5xx, timeouts, resets) or not (400, 401, 404: fix the request)."""
+
+    def __init__(self, status: int | None, message: str, *, retryable: bool, retry_after_s: float | None = None,
+                 url: str | None = None, body: object = None, timed_out: bool = False) -> None:
+        super().__init__(f"HTTP {status}: {message}" if status is not None else message)
+        self.status = status
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after_s
+        self.url = url
+        self.body = body  # the parsed error body, when the server sent JSON
+        self.timed_out = timed_out
 
 
 class CheckpointError(AAFlowError):

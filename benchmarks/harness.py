@@ -120,9 +120,9 @@ class Pool:
             w = self.workers[group] = Worker(group, self.timeout_s)
         return w
 
-    def setup(self, target: str, params: dict[str, Any]) -> tuple[Worker, str, str | None]:
-        """Set a side up in its framework's worker: (worker, key, error or None)."""
-        w, key = self.worker(group_of(target)), f"side-{next(self._ids)}"
+    def setup(self, target: str, params: dict[str, Any], group: str | None = None) -> tuple[Worker, str, str | None]:
+        """Set a side up in its framework's worker (or in `group`'s own): (worker, key, error or None)."""
+        w, key = self.worker(group or group_of(target)), f"side-{next(self._ids)}"
         return w, key, w.request("setup", key, target, params).get("error")
 
     def close(self) -> None:
@@ -146,14 +146,17 @@ def spread(values: list[float]) -> dict[str, Any]:
             "iqr": q[2] - q[0], "values": values}
 
 
-def side_by_side(sides: dict[str, tuple[str, dict[str, Any]]], repeats: int, pool: Pool, *,
+def side_by_side(sides: dict[str, tuple[Any, ...]], repeats: int, pool: Pool, *,
                  metric: str = "wall_s", log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every side `repeats` times, alternating order; per side: every run and the metric's spread."""
+    """Run every side `repeats` times, alternating order; per side: every run and the metric's spread.
+
+    A side is `(target, params)`, or `(target, params, group)` to run in a worker of its own group
+    (an async side whose client binds to the first event loop it meets, for instance)."""
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
     held: dict[str, tuple[Worker, str, str | None]] = {}
     try:
-        for name, (target, params) in sides.items():  # one at a time: setups do not compete for the cores
-            held[name] = pool.setup(target, params)
+        for name, side in sides.items():  # one at a time: setups do not compete for the cores
+            held[name] = pool.setup(*side)
         names = list(sides)
         for rep in range(repeats):
             for name in (names if rep % 2 == 0 else names[::-1]):

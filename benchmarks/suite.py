@@ -1,4 +1,4 @@
-"""The five cases of the side-by-side suite, each a function `Config -> dict` (JSON-ready).
+"""The cases of the side-by-side suite, each a function `Config -> dict` (JSON-ready).
 
 Every case writes its corpus once, starts its sides in worker processes (harness.side_by_side),
 and reports each side's runs with median and spread, plus whether the sides' outputs agree.
@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from benchmarks.checkpoint_bench import case_checkpoint
-from benchmarks.harness import Pool, side_by_side, speedup
+from benchmarks.harness import Pool, median, side_by_side, speedup
 
 LC, LI, NATIVE = "benchmarks.langchain_bench", "benchmarks.llamaindex_bench", "benchmarks.ingest"
+REMOTE_LC = "benchmarks.langchain_remote"
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,13 @@ class Config:
     llm_questions: int = 8  # prompts carry 4 retrieved chunks: 16 questions took 43-55 s a pass on 2 cores
     llm_max_tokens: int = 16
     llm_repeats: int = 1
+    memory_agents: int = 100  # case 9: agents with a LangGraph store, each turn a search and a put
+    memory_turns: int = 3
+    memory_micro_batch: int = 50
+    embed16_mb: float = 0.9  # case 8: corpus for >= 1000 chunks embedded 16 per request
+    agent_inputs: int = 100  # case 6: create_agent inputs (tool call, then answer); budget = this many
+    chain_questions: int = 200  # case 7: prompt | ChatOpenAI | parser, no retrieval
+    chain_questions_large: int = 1000  # case 7 again without stock defaults (0: skip)
     max_ranks: int = 0  # 0: as many as the machine has cores
     threads: int = 2
     timeout_s: float = 900.0
@@ -49,8 +57,9 @@ class Config:
     @staticmethod
     def preset(quick: bool, **overrides: Any) -> "Config":
         base = Config(quick=True, repeats=1, ingest_mb=0.02, remote_mb=0.015, rag_mb=0.015, determinism_mb=0.01,
-                      determinism_runs=2, questions=40, local_llm=False, llm_questions=4,
-                      llm_max_tokens=8) if quick else Config()
+                      determinism_runs=2, questions=40, local_llm=False, llm_questions=4, memory_turns=1,
+                      llm_max_tokens=8, agent_inputs=40, chain_questions=80, chain_questions_large=0,
+                      embed16_mb=0.2) if quick else Config()
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -222,7 +231,136 @@ def case_determinism(cfg: Config, pool: Pool, log: Callable[[str], None]) -> dic
             "sides": {name: s["runs"][0] for name, s in result.items()}}
 
 
+def case_agent_memory(cfg: Config, pool: Pool, log: Callable[[str], None]) -> dict[str, Any]:
+    """6. Agent memory: N create_agent agents, a store search before each model call and a put after it."""
+    from benchmarks.memory_agents import agreement
+    from aaflow_core.serve import STATS, ModelEmbeddings, ServerThread, create_app
+
+    mem = "benchmarks.memory_agents"
+    # a micro-batch that divides the agent count packs each wave of agents into whole batches
+    common = {"users": cfg.memory_agents, "turns": cfg.memory_turns, "micro_batch": cfg.memory_micro_batch}
+    out: dict[str, Any] = {"agents": cfg.memory_agents, "turns": cfg.memory_turns,
+                           "micro_batch": cfg.memory_micro_batch, "operations": 2 * cfg.memory_agents * cfg.memory_turns}
+    local = side_by_side({"InMemoryStore": (f"{mem}:side", {**common, "store": "stock"}),
+                          "AAFlowStore": (f"{mem}:side", {**common, "store": "aaflow"}),
+                          "model floor": (f"{mem}:model_floor", common)}, cfg.repeats, pool, log=log)
+    app = create_app(embeddings=ModelEmbeddings(threads=cfg.threads), latency_s=cfg.embed_latency_s,
+                     max_inputs=cfg.embed_max_inputs)
+    with ServerThread(app) as server:
+        url = {"base_url": server.base_url, "max_inputs": cfg.embed_max_inputs}
+        far = side_by_side({"InMemoryStore": (f"{mem}:side", {**common, **url, "store": "stock"}),
+                            "AAFlowStore": (f"{mem}:side", {**common, **url, "store": "aaflow", "max_in_flight": 4}),
+                            "bare aiohttp floor": (f"{mem}:remote_floor", {"users": cfg.memory_agents,
+                                                                           "turns": cfg.memory_turns, **url})},
+                           cfg.repeats, pool, log=log)
+        stats = asdict(app[STATS])
+    for name, result in (("local", local), ("remote", far)):
+        first = {n: next((r for r in s["runs"] if "hits" in r), {}) for n, s in result.items()}
+        out[name] = {"sides": result, "agreement": agreement(first["InMemoryStore"], first["AAFlowStore"]),
+                     "embedding_calls": {n: [r.get("embedding_calls") for r in s["runs"]] for n, s in result.items()}}
+        for s in result.values():
+            for r in s["runs"]:
+                r.pop("hits", None)
+    out["remote"]["server"] = {"latency_s": cfg.embed_latency_s, "max_inputs": cfg.embed_max_inputs, "stats": stats}
+    out["speedups"] = {"local: AAFlowStore vs InMemoryStore": speedup(local, "InMemoryStore", "AAFlowStore"),
+                       "remote: AAFlowStore vs InMemoryStore": speedup(far, "InMemoryStore", "AAFlowStore")}
+    return out
+
+
+def remote_summary(result: dict[str, Any], pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Same answers on every side? Ratios, and each side's latency percentiles and CPU."""
+    hashes = {r.get("answers_sha256") for s in result.values() for r in s["runs"] if "answers_sha256" in r}
+    out: dict[str, Any] = {"identical_answers": len(hashes) == 1, "speedups": ratios(result, pairs)}
+    for metric in ("latency_p50_s", "latency_p95_s", "cpu_s"):
+        out[metric] = {n: float(np.median([r[metric] for r in s["runs"] if r.get(metric) is not None] or [np.nan]))
+                       for n, s in result.items()}
+    return out
+
+
+def case_agents(cfg: Config, pool: Pool, log: Callable[[str], None]) -> dict[str, Any]:
+    """6. `create_agent` + a tool, the model behind a loopback endpoint: stock batch (defaults, tuned) and
+    abatch vs aaflow's; each async side in a process of its own (langchain-openai's cached client)."""
+    from aaflow_core.serve import ServerThread
+    from benchmarks.langchain_remote import tool_app
+
+    n = cfg.agent_inputs
+    with ServerThread(tool_app(cfg.chat_latency_s)) as server:
+        common = {"base_url": server.base_url, "n": n, "in_flight": n}
+        side = f"{REMOTE_LC}:agent_side"
+        sides: dict[str, tuple[Any, ...]] = {
+            "agent.batch defaults": (side, {**common, "mode": "stock_default"}),
+            f"agent.batch max_concurrency={n}": (side, {**common, "mode": "stock_tuned"}),
+            "AAFlowRunnable.batch": (side, {**common, "mode": "aaflow"}),
+            "agent.abatch": (side, {**common, "mode": "stock_abatch"}, "langchain-async-stock"),
+            "AAFlowRunnable.abatch": (side, {**common, "mode": "aaflow_abatch"}, "langchain-async-aaflow"),
+        }
+        result = side_by_side(sides, cfg.repeats, pool, log=log)
+    pairs = [("agent.batch defaults", "AAFlowRunnable.batch"), (f"agent.batch max_concurrency={n}", "AAFlowRunnable.batch"),
+             ("agent.abatch", "AAFlowRunnable.abatch")]
+    return {"inputs": n, "model_calls_per_input": 2, "model_latency_s": cfg.chat_latency_s, "in_flight_limit": n,
+            "sides": result, **remote_summary(result, pairs)}
+
+
+def chain_sides(url: str, n: int, defaults: bool) -> dict[str, tuple[Any, ...]]:
+    common = {"base_url": url, "n": n, "in_flight": n}
+    sides: dict[str, tuple[Any, ...]] = {"chain.batch defaults": (f"{REMOTE_LC}:chain_side", {**common, "mode": "stock_default"})}
+    if not defaults:
+        sides.clear()
+    sides[f"chain.batch max_concurrency={n}"] = (f"{REMOTE_LC}:chain_side", {**common, "mode": "stock_tuned"})
+    sides["AAFlowRunnable.batch"] = (f"{REMOTE_LC}:chain_side", {**common, "mode": "aaflow"})
+    sides["bare aiohttp floor"] = (f"{REMOTE_LC}:floor_side", {"base_url": url, "n": n}, "aaflow")
+    return sides
+
+
+def case_chain(cfg: Config, pool: Pool, log: Callable[[str], None]) -> dict[str, Any]:
+    """7. `prompt | ChatOpenAI | StrOutputParser`, no retrieval, EchoChat on loopback: stock, aaflow and
+    the floor (the same requests from a bare aiohttp client, all in flight) in the same run."""
+    from aaflow_core.serve import STATS, EchoChat, ServerThread, create_app
+
+    out: dict[str, Any] = {"latency_s": cfg.chat_latency_s}
+    for n, defaults in ((cfg.chain_questions, True), (cfg.chain_questions_large, False)):
+        if not n:
+            continue
+        app = create_app(chat=EchoChat(), latency_s=cfg.chat_latency_s)
+        with ServerThread(app) as server:
+            result = side_by_side(chain_sides(server.base_url, n, defaults), cfg.repeats, pool, log=log)
+        tuned = f"chain.batch max_concurrency={n}"
+        pairs = [(tuned, "AAFlowRunnable.batch")]
+        if defaults:
+            pairs.insert(0, ("chain.batch defaults", "AAFlowRunnable.batch"))
+        floor, ours = median(result, "bare aiohttp floor"), median(result, "AAFlowRunnable.batch")
+        out[f"{n} questions"] = {"sides": result, "server": asdict(app[STATS]), **remote_summary(result, pairs),
+                                 "aaflow_over_floor": ours / floor if floor and ours else None}
+    return out
+
+
+def case_lc_embed(cfg: Config, pool: Pool, log: Callable[[str], None]) -> dict[str, Any]:
+    """8. LangChain ingestion with `OpenAIEmbeddings(chunk_size=16)` against a hash-embeddings endpoint (a
+    hosted API's latency, 80 ms + 0.2 ms per text): stock add_documents, index_documents, and the floor."""
+    from aaflow_core.serve import STATS, HashEmbeddings, ServerThread, create_app
+
+    with tempfile.TemporaryDirectory() as tmp:
+        info = corpus(Path(tmp) / "corpus", cfg.embed16_mb)
+        app = create_app(embeddings=HashEmbeddings(dim=384, item_s=0.0002), latency_s=0.08, max_inputs=16)
+        with ServerThread(app) as server:
+            common = {"corpus": info["path"], "base_url": server.base_url, "chunk_size": 16}
+            sides: dict[str, tuple[Any, ...]] = {
+                "FAISS add_documents": (f"{LC}:ingest_side", {**common, "aaflow": False}),
+                "index_documents": (f"{LC}:ingest_side", {**common, "aaflow": True}),
+                "bare aiohttp floor": (f"{REMOTE_LC}:embed_floor_side", common, "aaflow"),
+            }
+            result = side_by_side(sides, cfg.repeats, pool, log=log)
+            stats = asdict(app[STATS])
+    pairs = [("FAISS add_documents", "index_documents"), ("bare aiohttp floor", "index_documents")]
+    floor, ours = median(result, "bare aiohttp floor"), median(result, "index_documents")
+    return {"corpus": info, "server": {"latency_s": 0.08, "item_s": 0.0002, "max_inputs": 16, "stats": stats},
+            "sides": result, "agreement": agreement(result, pairs),
+            "speedups": ratios(result, pairs[:1]), "aaflow_over_floor": ours / floor if floor and ours else None}
+
+
 CASES: dict[str, Callable[[Config, Pool, Callable[[str], None]], dict[str, Any]]] = {
     "ingest": case_ingest, "remote": case_remote, "rag": case_rag, "scaling": case_scaling,
-    "determinism": case_determinism, "checkpoint": case_checkpoint,
+    "determinism": case_determinism, "agents": case_agents, "chain": case_chain,
+    "lc-embed": case_lc_embed, "agent_memory": case_agent_memory,
+    "checkpoint": case_checkpoint,
 }

@@ -16,7 +16,6 @@ from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from aaflow_core.errors import ConfigError
-from aaflow_core.models.auto import choose_mode
 from aaflow_core.models.embedding import resolve_model
 from aaflow_core.models.modes import AUTO, check_request
 from aaflow_core.operators.embed import shared_embedder
@@ -45,12 +44,7 @@ class AAFlowEmbeddings(BaseModel, Embeddings):
     def embedder(self) -> Any:
         """The engine, loaded (and for `auto`, chosen) on first use and shared per process."""
         if self._embedder is None:
-            threads = self.threads or default_threads()
-            precision, backend = self.precision, self.backend
-            if precision == AUTO:
-                choice = choose_mode(self.model, threads)
-                precision, backend = choice.precision, choice.backend
-            self._embedder = shared_embedder(self.model, threads, precision, backend)
+            self._embedder = shared_embedder(self.model, self.threads or default_threads(), self.precision, self.backend)
         return self._embedder
 
     def embed_matrix(self, texts: list[str]) -> np.ndarray:

@@ -8,43 +8,88 @@ same docstore documents the stock path returns. Callback events are those of
 """
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from langchain_core.callbacks import CallbackManager, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
-from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
+from langchain_core.embeddings import Embeddings
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config
 from langchain_core.vectorstores import VectorStoreRetriever
 
 from aaflow_adapters.langchain.checks import as_matrix
+from aaflow_adapters.langchain.embeddings import AAFlowEmbeddings
+from aaflow_adapters.langchain.lean_openai import embed_lean
 from aaflow_adapters.langchain.stages import RunContext, Stage
 
-# Embeddings whose embed_query(t) is by definition embed_documents([t])[0].
-_QUERY_IS_DOCUMENT = ("OpenAIEmbeddings", "AzureOpenAIEmbeddings", "HuggingFaceEmbeddings")
+
+@lru_cache(maxsize=None)
+def optional_class(module: str, name: str) -> type | None:
+    """A class from an optional package, or None when that package is not installed."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def _unchanged(embeddings: Embeddings, cls: type | None, methods: tuple[str, ...]) -> bool:
+    """`embeddings` is a `cls` whose embedding methods are `cls`'s own (a subclass may override them)."""
+    return cls is not None and isinstance(embeddings, cls) and all(
+        getattr(type(embeddings), m, None) is getattr(cls, m, None) for m in methods)
+
+
+@dataclass(frozen=True)
+class _SentenceTransformers:
+    """Where a HuggingFaceEmbeddings class keeps its SentenceTransformer and its encode kwargs."""
+
+    client: str
+    query_kwargs: bool  # has query_encode_kwargs (langchain_huggingface) or not (langchain_community)
+
+    def encode(self, embeddings: Any, texts: list[str], query: bool) -> np.ndarray:
+        kwargs = embeddings.encode_kwargs
+        if query and self.query_kwargs and embeddings.query_encode_kwargs:
+            kwargs = embeddings.query_encode_kwargs
+        clean = [t.replace("\n", " ") for t in texts]
+        out = getattr(embeddings, self.client).encode(clean, show_progress_bar=embeddings.show_progress, **kwargs)
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+
+_HF_METHODS = ("embed_documents", "embed_query", "_embed")
+
+
+def sentence_transformers_path(embeddings: Embeddings) -> _SentenceTransformers | None:
+    """The NumPy path for the two HuggingFaceEmbeddings classes, matched by class (not by name)."""
+    if getattr(embeddings, "multi_process", True):
+        return None
+    if _unchanged(embeddings, optional_class("langchain_huggingface", "HuggingFaceEmbeddings"), _HF_METHODS):
+        return _SentenceTransformers("_client", query_kwargs=True)
+    if _unchanged(embeddings, optional_class("langchain_community.embeddings", "HuggingFaceEmbeddings"), _HF_METHODS):
+        return _SentenceTransformers("client", query_kwargs=False)
+    return None
 
 
 def embed_matrix(embeddings: Embeddings, texts: list[str], *, query: bool = False,
                  name: Callable[[int], str] = lambda i: f"text {i}") -> np.ndarray:
     """A C-contiguous float32 (n, dim) matrix for `texts`, with the model's own numerics.
 
-    HuggingFaceEmbeddings is asked for its NumPy output directly (its `embed_documents` would
-    turn it into Python float lists); anything else goes through its public API once, and an
-    answer that is not one vector per text raises EmbeddingOutputError naming `name(i)`.
+    langchain_huggingface's and langchain_community's HuggingFaceEmbeddings are asked for their
+    NumPy output directly (their `embed_documents` would turn it into Python float lists), with
+    exactly the encode call `embed_documents` makes; anything else goes through its public API
+    once, and an answer that is not one vector per text raises EmbeddingOutputError naming `name(i)`.
     """
-    if type(embeddings).__name__ == "HuggingFaceEmbeddings" and not getattr(embeddings, "multi_process", True):
-        kwargs = embeddings.encode_kwargs  # type: ignore[attr-defined]
-        if query and embeddings.query_encode_kwargs:  # type: ignore[attr-defined]
-            kwargs = embeddings.query_encode_kwargs  # type: ignore[attr-defined]
-        clean = [t.replace("\n", " ") for t in texts]
-        out = embeddings._client.encode(  # type: ignore[attr-defined]
-            clean, show_progress_bar=embeddings.show_progress, **kwargs  # type: ignore[attr-defined]
-        )
-        return np.ascontiguousarray(out, dtype=np.float32)
+    if (lean := embed_lean(embeddings, texts, name)) is not None:  # OpenAIEmbeddings: requests all in flight
+        return lean
+    fast = sentence_transformers_path(embeddings)
+    if fast is not None:
+        return fast.encode(embeddings, texts, query)
+    if type(embeddings) is AAFlowEmbeddings:  # aaflow's own engines: the matrix, no float lists
+        return embeddings.embed_matrix(texts)
     if query and not _query_is_document(embeddings):
         rows = [embeddings.embed_query(t) for t in texts]
     else:
@@ -52,8 +97,16 @@ def embed_matrix(embeddings: Embeddings, texts: list[str], *, query: bool = Fals
     return as_matrix(rows, len(texts), type(embeddings).__name__, name)
 
 
+# Embeddings classes whose embed_query(t) is by definition embed_documents([t])[0].
+_QUERY_IS_DOCUMENT = (("aaflow_adapters.langchain.embeddings", "AAFlowEmbeddings"),
+                      ("langchain_openai", "OpenAIEmbeddings"), ("langchain_openai", "AzureOpenAIEmbeddings"),
+                      ("langchain_core.embeddings", "DeterministicFakeEmbedding"))
+
+
 def _query_is_document(embeddings: Embeddings) -> bool:
-    return isinstance(embeddings, DeterministicFakeEmbedding) or type(embeddings).__name__ in _QUERY_IS_DOCUMENT
+    if sentence_transformers_path(embeddings) is not None:
+        return True
+    return any(_unchanged(embeddings, optional_class(m, n), ("embed_documents", "embed_query")) for m, n in _QUERY_IS_DOCUMENT)
 
 
 def batchable(retriever: object) -> bool:

@@ -10,6 +10,7 @@ gets all outputs, in input order (see `mpi.py` and docs/distributed.md).
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -20,11 +21,14 @@ from langchain_core.runnables.config import get_config_list, patch_config, run_i
 
 from aaflow_core import ConfigError, Plan
 from aaflow_core.distributed import Comm
+from aaflow_adapters.errors import UnknownOptionError
 from aaflow_adapters.langchain.checkpoint import checkpoint_dir, checkpointed, checkpointed_batch
 from aaflow_adapters.langchain.checks import as_runnable
+from aaflow_adapters.langchain.graphs import PerInputStage, each_async, each_sync
 from aaflow_adapters.langchain.mpi import batch_on_ranks
 from aaflow_adapters.langchain.pipeline import Options, describe, stream_rows
-from aaflow_adapters.langchain.runs import close_chain_runs, open_chain_runs
+from aaflow_adapters.langchain.runs import close_chain_runs, fail_runs, open_chain_runs
+from aaflow_adapters.langchain.stages import Stage
 from aaflow_adapters.langchain.translate import top_level_steps
 
 _END = object()
@@ -54,6 +58,10 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
         """`runnable` (or `bound=`): a Runnable, or a callable or dict that LCEL coerces to one."""
         if runnable is not _UNSET:
             kwargs["bound"] = runnable
+        accepted = sorted(type(self).model_fields)
+        for name in kwargs:
+            if name not in accepted:  # pydantic would drop it silently: a misspelt option must not pass
+                raise UnknownOptionError("AAFlowRunnable", name, kwargs[name], accepted)
         kwargs["bound"] = as_runnable(kwargs.get("bound"))
         super().__init__(**kwargs)
         self._check()
@@ -88,15 +96,31 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
         stages, _ = top_level_steps(root, kwargs)
         return describe(stages, self._options(configs))
 
-    def _run(self, inputs: Sequence[Any], config: RunnableConfig | Sequence[RunnableConfig] | None,
-             return_exceptions: bool, kwargs: Mapping[str, Any], asynchronous: bool) -> Iterator[tuple[int, Any]]:
-        """(index, output) as inputs finish; root runs are closed once all are done, as stock does.
-
-        `asynchronous`: called for the async family, so steps aaflow has no plan for run through
-        their own `abatch` (as stock's `abatch` does: async-only steps work there)."""
+    def _steps(self, inputs: Sequence[Any], config: RunnableConfig | Sequence[RunnableConfig] | None,
+               kwargs: Mapping[str, Any]) -> tuple[Runnable[Any, Any], list[RunnableConfig], list[Stage], bool]:
         root, configs, merged = self._prepare(len(inputs), config, kwargs)
         stages, is_sequence = top_level_steps(root, merged)
-        runs = open_chain_runs(root, inputs, configs) if is_sequence else None
+        return root, configs, stages, is_sequence
+
+    def _run(self, inputs: Sequence[Any], config: RunnableConfig | Sequence[RunnableConfig] | None,
+             return_exceptions: bool, kwargs: Mapping[str, Any],
+             loop: asyncio.AbstractEventLoop | None = None, per_input: bool = False) -> Iterator[tuple[int, Any]]:
+        """(index, output) as inputs finish; root runs are closed once all are done, as stock does.
+
+        `loop`: the caller's event loop under the async family; slow calls run there and steps
+        aaflow has no plan for run through their own `abatch` (as stock's `abatch` does). `per_input`:
+        called for `batch_as_completed`, which stock runs as `invoke` per input, so steps aaflow has
+        no plan for run per input too (a RunnableWithFallbacks then fails with the primary's error)."""
+        root, configs, stages, is_sequence = self._steps(inputs, config, kwargs)
+        opts = self._options(configs)
+        if not is_sequence and isinstance(stages[0], PerInputStage):  # a graph, agent, model, wrapper
+            for i, out in each_sync(stages[0], inputs, configs, opts.in_flight, fail_fast=not return_exceptions,
+                                    loop=loop):
+                if isinstance(out, Exception) and not return_exceptions:
+                    raise out
+                yield i, out
+            return
+        runs = open_chain_runs(root, inputs, configs, loop) if is_sequence else None
 
         def config_for(row: int, k: int) -> RunnableConfig:
             if runs is None:
@@ -105,43 +129,65 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
 
         outputs: list[Any] = list(inputs)
         try:
-            for i, out in stream_rows(stages, list(inputs), config_for, self._options(configs),
-                                      fail_fast=not return_exceptions, asynchronous=asynchronous):
+            for i, out in stream_rows(stages, list(inputs), config_for, opts, fail_fast=not return_exceptions,
+                                      loop=loop, per_input=per_input):
                 if isinstance(out, Exception) and not return_exceptions:
                     raise out
                 outputs[i] = out
                 yield i, out
         except BaseException as exc:
             if runs is not None:
-                for run in runs:
-                    run.on_chain_error(exc)
+                fail_runs(runs, exc, loop)
             raise
         if runs is not None:
-            close_chain_runs(runs, outputs)
+            close_chain_runs(runs, outputs, loop)
+
+    async def _arun(self, inputs: Sequence[Any], config: RunnableConfig | Sequence[RunnableConfig] | None,
+                    return_exceptions: bool, kwargs: Mapping[str, Any],
+                    per_input: bool = False) -> AsyncIterator[tuple[int, Any]]:
+        """The async family: a lone graph/model/wrapper runs natively on this loop; a chain runs
+        on aaflow's executor threads with its slow calls sent to this loop."""
+        loop = asyncio.get_running_loop()
+        _, configs, stages, is_sequence = self._steps(inputs, config, kwargs)
+        if not is_sequence and isinstance(stages[0], PerInputStage):
+            async for i, out in each_async(stages[0], inputs, configs, self._options(configs).in_flight,
+                                           fail_fast=not return_exceptions):
+                if isinstance(out, Exception) and not return_exceptions:
+                    raise out
+                yield i, out
+            return
+        results = self._run(inputs, config, return_exceptions, kwargs, loop, per_input)
+        try:
+            while (item := await run_in_executor(None, next, results, _END)) is not _END:
+                yield item
+        finally:
+            await run_in_executor(None, results.close)
 
     def batch(self, inputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None = None, *,
               return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
-        return self._batch(inputs, config, return_exceptions, kwargs, asynchronous=False)
+        return self._batch(inputs, config, return_exceptions, kwargs)
 
     def _batch(self, inputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None,
-               return_exceptions: bool, kwargs: Mapping[str, Any], *, asynchronous: bool) -> list[Any]:
+               return_exceptions: bool, kwargs: Mapping[str, Any],
+               loop: asyncio.AbstractEventLoop | None = None) -> list[Any]:
         if not inputs:
             return []
         comm = Comm.for_ranks(self.ranks)
         if comm.size > 1:  # collective: each rank runs its shard; callbacks fire on that rank
             return batch_on_ranks(comm, inputs, get_config_list(config, len(inputs)),
-                                  lambda xs, cs: self._batch_here(xs, cs, return_exceptions, kwargs, asynchronous))
-        return self._batch_here(inputs, config, return_exceptions, kwargs, asynchronous)
+                                  lambda xs, cs: self._batch_here(xs, cs, return_exceptions, kwargs, loop))
+        return self._batch_here(inputs, config, return_exceptions, kwargs, loop)
 
     def _batch_here(self, inputs: list[Any], config: RunnableConfig | Sequence[RunnableConfig] | None,
-                    return_exceptions: bool, kwargs: Mapping[str, Any], asynchronous: bool) -> list[Any]:
+                    return_exceptions: bool, kwargs: Mapping[str, Any],
+                    loop: asyncio.AbstractEventLoop | None) -> list[Any]:
         work = checkpoint_dir(self.checkpoint, get_config_list(config, len(inputs)), Comm.for_ranks(self.ranks))
         if work is not None:
             return checkpointed_batch(self, work, inputs, config, kwargs, return_exceptions=return_exceptions,
                                       progress=self.progress,
-                                      run_missing=lambda xs, cs: self._run(xs, cs, True, kwargs, asynchronous))
+                                      run_missing=lambda xs, cs: self._run(xs, cs, True, kwargs, loop))
         outputs: list[Any] = [None] * len(inputs)
-        for i, out in self._run(inputs, config, return_exceptions, kwargs, asynchronous):
+        for i, out in self._run(inputs, config, return_exceptions, kwargs, loop):
             outputs[i] = out
         return outputs
 
@@ -149,7 +195,14 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
                      return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
         if not inputs:
             return []
-        return await run_in_executor(None, self._batch, inputs, config, return_exceptions, kwargs, asynchronous=True)
+        checkpointing = checkpoint_dir(self.checkpoint, get_config_list(config, len(inputs)), Comm()) is not None
+        if Comm.for_ranks(self.ranks).size > 1 or checkpointing:
+            return await run_in_executor(None, self._batch, inputs, config, return_exceptions, kwargs,
+                                         asyncio.get_running_loop())
+        outputs: list[Any] = [None] * len(inputs)
+        async for i, out in self._arun(inputs, config, return_exceptions, kwargs):
+            outputs[i] = out
+        return outputs
 
     def batch_as_completed(self, inputs: Sequence[Any], config: RunnableConfig | Sequence[RunnableConfig] | None = None,
                            *, return_exceptions: bool = False, **kwargs: Any) -> Iterator[tuple[int, Any]]:
@@ -161,9 +214,9 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
         if (work := checkpoint_dir(self.checkpoint, get_config_list(config, len(inputs)), Comm())) is not None:
             yield from checkpointed(self, work, inputs, config, kwargs, return_exceptions=return_exceptions,
                                     progress=self.progress,
-                                    run_missing=lambda xs, cs: self._run(xs, cs, True, kwargs, False))
+                                    run_missing=lambda xs, cs: self._run(xs, cs, True, kwargs, per_input=True))
             return
-        yield from self._run(inputs, config, return_exceptions, kwargs, asynchronous=False)
+        yield from self._run(inputs, config, return_exceptions, kwargs, per_input=True)
 
     async def abatch_as_completed(
         self, inputs: Sequence[Any], config: RunnableConfig | Sequence[RunnableConfig] | None = None,
@@ -176,9 +229,5 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
             for item in enumerate(outputs):
                 yield item
             return
-        results = self._run(inputs, config, return_exceptions, kwargs, asynchronous=True)
-        try:
-            while (item := await run_in_executor(None, next, results, _END)) is not _END:
-                yield item
-        finally:
-            results.close()
+        async for item in self._arun(inputs, config, return_exceptions, kwargs, per_input=True):
+            yield item

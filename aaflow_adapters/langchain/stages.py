@@ -7,12 +7,13 @@ composites open their runs with `runs.py` exactly as langchain-core does.
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.language_models import BaseChatModel, BaseLanguageModel
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.language_models import BaseLanguageModel
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langchain_core.runnables.base import RunnableBindingBase
 from langchain_core.runnables.config import ContextThreadPoolExecutor, patch_config
 
@@ -23,10 +24,17 @@ from aaflow_adapters.langchain.runs import close_chain_runs, open_call_runs, ope
 
 @dataclass
 class RunContext:
-    """What stages share during one `batch` call: the remote budget, and whether it serves `abatch`."""
+    """What stages share during one `batch` call: the remote budget, whether it serves `abatch`, and
+    whether it serves `batch_as_completed` (stock: `invoke` per input, so steps run per input too)."""
 
     gate: RemoteGate
     asynchronous: bool = False
+    per_input: bool = False
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The caller's loop under the async family (runs and cheap steps go there), else None."""
+        return self.gate.loop if self.asynchronous else None
 
 
 def one_per_input(outputs: Any, n: int, step: str) -> list[Any]:
@@ -43,6 +51,7 @@ class Stage:
 
     label: str = "stage"
     remote: bool = False
+    cheap: bool = False  # local and quick: runs ahead over the whole batch when errors must surface early
     workers: int = 1  # local worker threads that may run micro-batches side by side (outputs stay per row)
 
     def run(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
@@ -58,8 +67,11 @@ class InvokeStage(Stage):
 
     def __post_init__(self) -> None:
         self.label = type(self.runnable).__name__
+        self.cheap = True
 
     def run(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
+        if rt.asynchronous:  # as stock's abatch: `ainvoke`, on the caller's loop
+            return rt.gate.on_loop(self._ainvoke_all(values, configs))
         out: list[Any] = []
         for value, config in zip(values, configs, strict=True):
             try:
@@ -68,21 +80,38 @@ class InvokeStage(Stage):
                 out.append(exc)
         return out
 
+    async def _ainvoke_all(self, values: list[Any], configs: list[RunnableConfig]) -> list[Any]:
+        out: list[Any] = []
+        for value, config in zip(values, configs, strict=True):
+            try:
+                out.append(await self.runnable.ainvoke(value, config, **self.kwargs))
+            except Exception as exc:  # noqa: BLE001
+                out.append(exc)
+        return out
+
 
 @dataclass
 class GenericStage(Stage):
-    """Anything aaflow has no faster path for: the step's own `batch`, one micro-batch at a time."""
+    """A step with a batch of its own: that `batch` (or `abatch`) per micro-batch. A user function
+    (`RunnableLambda`) is local, one worker; anything else may wait on the network, so as many
+    micro-batches run side by side as the budget allows."""
 
     runnable: Runnable[Any, Any]
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.label = type(self.runnable).__name__
+        self.cheap = isinstance(self.runnable, RunnableLambda)
+        self.remote = not self.cheap
 
     def run(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
         runnable, kwargs = self.runnable, self.kwargs
         if not values:
             return []
+        if rt.per_input:  # e.g. RunnableWithFallbacks: invoke raises the primary's error, batch the last one's
+            return self._per_input(values, configs, rt)
+        if self.remote:  # its own batch keeps the whole micro-batch in flight, within the budget
+            configs = [{**c, "max_concurrency": min(len(values), rt.gate.in_flight)} for c in configs]
         if not rt.asynchronous:
             return one_per_input(runnable.batch(values, configs, return_exceptions=True, **kwargs),
                                  len(values), self.label)
@@ -91,9 +120,25 @@ class GenericStage(Stage):
         return [out] * len(values) if isinstance(out, Exception) else one_per_input(out, len(values), self.label)
 
 
+    def _per_input(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
+        runnable, kwargs = self.runnable, self.kwargs
+        if rt.asynchronous:
+            return rt.gate.run([(lambda v=v, c=c: runnable.ainvoke(v, c, **kwargs))
+                                for v, c in zip(values, configs, strict=True)])
+
+        def call(value: Any, config: RunnableConfig) -> Any:
+            try:
+                return runnable.invoke(value, config, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - per input, as in LangChain's batch_as_completed
+                return exc
+
+        with ContextThreadPoolExecutor(max_workers=len(values)) as pool:
+            return list(pool.map(call, values, configs))
+
+
 @dataclass
 class ModelStage(Stage):
-    """Chat models: one `ainvoke` per input; completion LLMs: one `abatch`, all on the shared loop."""
+    """Completion LLMs: one `abatch` per micro-batch on the run's loop (chat models run per input)."""
 
     model: BaseLanguageModel[Any]
     kwargs: Mapping[str, Any] = field(default_factory=dict)
@@ -106,10 +151,6 @@ class ModelStage(Stage):
         model, kwargs = self.model, dict(self.kwargs)
         if not values:
             return []
-        if isinstance(model, BaseChatModel):
-            return rt.gate.run([
-                (lambda v=v, c=c: model.ainvoke(v, c, **kwargs)) for v, c in zip(values, configs, strict=True)
-            ])
         [out] = rt.gate.run([lambda: model.abatch(values, configs, return_exceptions=True, **kwargs)])
         return [out] * len(values) if isinstance(out, Exception) else one_per_input(out, len(values), self.label)
 
@@ -123,8 +164,7 @@ class BindingStage(Stage):
 
     def __post_init__(self) -> None:
         self.label = self.inner.label
-        self.remote = self.inner.remote
-        self.workers = self.inner.workers
+        self.remote, self.cheap, self.workers = self.inner.remote, self.inner.cheap, self.inner.workers
 
     def run(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
         return self.inner.run(values, [self.binding._merge_configs(c) for c in configs], rt)
@@ -140,10 +180,11 @@ class SequenceStage(Stage):
     def __post_init__(self) -> None:
         self.label = type(self.runnable).__name__
         self.remote = any(s.remote for s in self.steps)
+        self.cheap = all(s.cheap for s in self.steps)
         self.workers = max(s.workers for s in self.steps)
 
     def run(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
-        runs = open_chain_runs(self.runnable, values, configs)
+        runs = open_chain_runs(self.runnable, values, configs, rt.loop)
         out = list(values)
         alive = list(range(len(values)))
         for k, step in enumerate(self.steps):
@@ -154,7 +195,7 @@ class SequenceStage(Stage):
             alive = [i for i in alive if not isinstance(out[i], Exception)]
             if not alive:
                 break
-        close_chain_runs(runs, out)
+        close_chain_runs(runs, out, rt.loop)
         return out
 
 
@@ -175,10 +216,11 @@ class ParallelStage(Stage):
     def __post_init__(self) -> None:
         self.label = type(self.runnable).__name__
         self.remote = any(s.remote for s in self.branches.values())
+        self.cheap = all(s.cheap for s in self.branches.values())
         self.workers = max(s.workers for s in self.branches.values())
 
     def run(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
-        runs = open_chain_runs(self.runnable, values, configs)
+        runs = open_chain_runs(self.runnable, values, configs, rt.loop)
 
         def branch(key: str, stage: Stage) -> list[Any]:
             child = [patch_config(c, callbacks=r.get_child(f"map:key:{key}")) for c, r in zip(configs, runs)]
@@ -189,7 +231,7 @@ class ParallelStage(Stage):
         for i in range(len(values)):
             error = _first_error(parts, i)
             out.append(error if error is not None else {key: parts[key][i] for key in self.branches})
-        close_chain_runs(runs, out)
+        close_chain_runs(runs, out, rt.loop)
         return out
 
     def _run_branches(self, branch: Any) -> dict[str, list[Any]]:
@@ -210,11 +252,10 @@ class AssignStage(Stage):
 
     def __post_init__(self) -> None:
         self.label = type(self.runnable).__name__
-        self.remote = self.mapper.remote
-        self.workers = self.mapper.workers
+        self.remote, self.cheap, self.workers = self.mapper.remote, self.mapper.cheap, self.mapper.workers
 
     def run(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
-        runs = open_call_runs(self.runnable, values, configs)
+        runs = open_call_runs(self.runnable, values, configs, rt.loop)
         out: list[Any] = [None] * len(values)
         ok: list[int] = []
         for i, value in enumerate(values):
@@ -226,5 +267,5 @@ class AssignStage(Stage):
         mapped = self.mapper.run([values[i] for i in ok], child, rt)
         for i, extra in zip(ok, mapped, strict=True):
             out[i] = extra if isinstance(extra, Exception) else {**values[i], **extra}
-        close_chain_runs(runs, out)
+        close_chain_runs(runs, out, rt.loop)
         return out

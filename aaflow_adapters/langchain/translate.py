@@ -4,14 +4,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from langchain_core.language_models import BaseLanguageModel
+from langchain_core.language_models import BaseChatModel, BaseLanguageModel
 from langchain_core.output_parsers import BaseOutputParser
 from langchain_core.prompts import BasePromptTemplate
 from langchain_core.runnables import (
-    Runnable, RunnableBinding, RunnableParallel, RunnablePassthrough, RunnablePick, RunnableSequence,
+    Runnable, RunnableBinding, RunnableLambda, RunnableParallel, RunnablePassthrough, RunnablePick, RunnableSequence,
 )
 from langchain_core.runnables.passthrough import RunnableAssign
 
+from aaflow_adapters.langchain.graphs import PerInputStage, per_input_mode
 from aaflow_adapters.langchain.retrieval import RetrieverStage, batchable
 from aaflow_adapters.langchain.stages import (
     AssignStage, BindingStage, GenericStage, InvokeStage, ModelStage, ParallelStage, SequenceStage, Stage,
@@ -32,12 +33,14 @@ def translate(runnable: Runnable[Any, Any], kwargs: Mapping[str, Any] | None = N
         return ParallelStage(runnable, {key: translate(step) for key, step in runnable.steps__.items()})
     if isinstance(runnable, RunnableAssign) and not kwargs:
         return AssignStage(runnable, translate(runnable.mapper))
-    if isinstance(runnable, BaseLanguageModel):
+    if isinstance(runnable, BaseLanguageModel) and not isinstance(runnable, BaseChatModel):
         return ModelStage(runnable, kwargs)
     if batchable(runnable) and not kwargs:
         return RetrieverStage(runnable)  # type: ignore[arg-type]
     if isinstance(runnable, _CHEAP) or _plain_passthrough(runnable):
         return InvokeStage(runnable, kwargs)
+    if not isinstance(runnable, RunnableLambda) and (mode := per_input_mode(runnable)) is not None:
+        return PerInputStage(runnable, mode, kwargs)
     return GenericStage(runnable, kwargs)
 
 

@@ -10,6 +10,7 @@ import llama_index.core
 
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(llama_index.core.__file__).parent / "_static" / "tiktoken_cache"))
 
+from aaflow_adapters.llamaindex.embeddings import AAFlowEmbedding, accelerated  # noqa: E402
 from aaflow_adapters.llamaindex.pipeline import AAFlowIngestionPipeline, RunStats  # noqa: E402
 
-__all__ = ["AAFlowIngestionPipeline", "RunStats"]
+__all__ = ["AAFlowEmbedding", "AAFlowIngestionPipeline", "RunStats", "accelerated"]

@@ -83,6 +83,10 @@ class StepCache:
             nodes = hit
         return nodes, len(transforms), None
 
+    def put(self, key: str, nodes: Sequence[BaseNode]) -> None:
+        """A transformation that ran on the whole list, stored as stock stores it."""
+        self.cache.put(key, nodes, collection=self.collection)
+
     def write(self, records: Sequence[StepRecord]) -> tuple[int, Sequence[BaseNode]] | None:
         """Store each streamed step's outputs in order; stop where stock would have hit the cache.
 

@@ -125,3 +125,8 @@ class CheckpointedModel:
         if len(out) == len(texts):
             await asyncio.to_thread(self.store.commit, texts, out)  # fsync off the event loop
         return out
+
+
+def checkpointed(model: Any, store: EmbeddingCheckpoint | None) -> Any:
+    """What the embedding step should call: `model`, through `store` when the run has a checkpoint."""
+    return model if store is None else CheckpointedModel(model, store)

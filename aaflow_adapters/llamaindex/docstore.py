@@ -11,6 +11,7 @@ transformations have succeeded; after a successful run the stores are exactly st
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from llama_index.core.schema import BaseNode
 
@@ -47,3 +48,20 @@ def duplicate_choice(nodes: Sequence[BaseNode], existing: Mapping[str, str]) -> 
             chosen.append(node)
             seen.add(node.hash)
     return chosen
+
+
+@dataclass(frozen=True)
+class HashedInput:
+    """What stock's docstore handlers read of an input node, as it was before the transformations.
+
+    Stock runs its handlers before transforming; aaflow runs them after, so a transformation that
+    edits the input documents in place must not change the hashes they see.
+    """
+
+    id_: str
+    ref_doc_id: str | None
+    hash: str
+
+
+def snapshot(nodes: Sequence[BaseNode]) -> list[HashedInput]:
+    return [HashedInput(n.id_, n.ref_doc_id, n.hash) for n in nodes]

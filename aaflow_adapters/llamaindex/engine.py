@@ -21,15 +21,23 @@ from llama_index.core.utils import get_tqdm_iterable
 from aaflow_core import Executor, Resources, Workflow, bind
 from aaflow_core.concurrency import LoopThread
 from aaflow_core.errors import AAFlowError, ConfigError
+from aaflow_core.remote import shared_client
 
 from aaflow_adapters.llamaindex.cache import CacheTap, StepRecord
-from aaflow_adapters.llamaindex.checkpoint import CheckpointedModel, EmbeddingCheckpoint
+from aaflow_adapters.llamaindex.checkpoint import EmbeddingCheckpoint, checkpointed
+from aaflow_adapters.llamaindex.locality import is_embedding
 from aaflow_adapters.llamaindex.nodes import EMBEDDING, NodeTable, source_batches
+from aaflow_adapters.llamaindex.remote import routed
 from aaflow_adapters.llamaindex.steps import EmbedCaller, EmbedStep, Failure, RunCoro, TransformStep
 from aaflow_adapters.llamaindex.vector import Segment
 
 WINDOW_ROWS = 256  # nodes length-sorted together before micro-batching
-REMOTE_CONCURRENCY = 8  # embedding requests in flight for models that are not in-process
+OWN_CLIENT_CONCURRENCY = 8  # calls overlapped for remote models that keep their own client (not routed)
+# Routed models: small windows (REQUESTS_PER_WINDOW requests each) with many windows in flight, so
+# embedding starts with the first split nodes and no window waits for another's slowest request;
+# the remote client's limiter, not these numbers, decides how many requests are out at once.
+REQUESTS_PER_WINDOW = 4
+WINDOWS_IN_FLIGHT = 16
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,7 @@ def embed_settings(model: BaseEmbedding, opts: EngineOptions) -> tuple[BaseEmbed
     """
     size = model.embed_batch_size if opts.embed_batch_size is None else opts.embed_batch_size
     target = model if size == model.embed_batch_size else model.model_copy(update={"embed_batch_size": size})
-    concurrency = opts.embed_concurrency or (1 if is_local(model) else REMOTE_CONCURRENCY)
+    concurrency = opts.embed_concurrency or (1 if is_local(model) else OWN_CLIENT_CONCURRENCY)
     window = size * max(math.ceil(WINDOW_ROWS / size), 2 * concurrency)
     return target, size, concurrency, window
 
@@ -97,16 +105,16 @@ def stream(
     if records:
         records[0].key = first_key
     failure = Failure(drain=record_cache)
-    workflow = Workflow(Resources(threads=opts.workers, queue_capacity=opts.queue_capacity))
+    workflow = Workflow(Resources(threads=max(opts.workers, WINDOWS_IN_FLIGHT), queue_capacity=opts.queue_capacity))
     with ExitStack() as stack:
         for i, transform in enumerate(transforms):
             if i > 0 and records:
                 workflow.map(CacheTap(table, records[i - 1], records[i]), name=f"cache-{i}")
             name = f"{i}-{type(transform).__name__}"
-            if isinstance(transform, BaseEmbedding):
-                caller, window = _embed_caller(transform, opts, kwargs, run_coro, stack)
+            if is_embedding(transform):
+                caller, window, workers = _embed_caller(transform, opts, kwargs, run_coro, stack)
                 workflow.map(EmbedStep(caller, table, parity=opts.parity, index=i, name=name, failure=failure),
-                             name=name, batch_size=window)
+                             name=name, batch_size=window, workers=workers)
             else:
                 label = f"transformations[{offset + i}] ({type(transform).__name__})"
                 workflow.map(TransformStep(transform, table, kwargs, run_coro, index=i, name=name, label=label,
@@ -125,14 +133,20 @@ def stream(
 
 
 def _embed_caller(model: BaseEmbedding, opts: EngineOptions, kwargs: dict[str, Any], run_coro: RunCoro | None,
-                  stack: ExitStack) -> tuple[EmbedCaller, int]:
+                  stack: ExitStack) -> tuple[EmbedCaller, int, int]:
+    """(caller, window rows, windows in flight) for one embedding step."""
     target, size, concurrency, window = embed_settings(model, opts)
+    lean = None if is_local(model) else routed(target, opts.embed_concurrency)
+    store = None if opts.checkpoint is None else stack.enter_context(EmbeddingCheckpoint(opts.checkpoint, target))
+    if lean is not None:  # sync run and arun alike: on the remote client's loop, under its limiter
+        window = size if opts.parity else size * REQUESTS_PER_WINDOW
+        caller = EmbedCaller(checkpointed(lean, store), batch_size=size, concurrency=window // size,
+                             run_coro=shared_client().run, pool=None, kwargs=kwargs)
+        return caller, window, WINDOWS_IN_FLIGHT
     pool = None
     if run_coro is None:  # sync run: the model's sync API on a pool, driven by a private loop
         run_coro = stack.enter_context(LoopThread("aaflow-llamaindex-embed")).run
         pool = stack.enter_context(ThreadPoolExecutor(concurrency, thread_name_prefix="aaflow-embed"))
-    if opts.checkpoint is not None:
-        target = CheckpointedModel(target, stack.enter_context(EmbeddingCheckpoint(opts.checkpoint, target)))
-    caller = EmbedCaller(target, batch_size=size, concurrency=concurrency, run_coro=run_coro, pool=pool,
-                         kwargs=kwargs)
-    return caller, window
+    caller = EmbedCaller(checkpointed(target, store), batch_size=size, concurrency=concurrency, run_coro=run_coro,
+                         pool=pool, kwargs=kwargs)
+    return caller, window, 1

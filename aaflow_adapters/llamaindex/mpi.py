@@ -31,6 +31,8 @@ from aaflow_core.dataplane.views import embedding_column, embedding_matrix
 from aaflow_core.distributed import Comm
 from aaflow_core.errors import AAFlowError, InputError
 
+from aaflow_adapters.llamaindex.docstore import HashedInput, snapshot
+from aaflow_adapters.llamaindex.transform import Outcome
 from aaflow_adapters.llamaindex.vector import Segment, add_nodes, check_write
 
 if TYPE_CHECKING:
@@ -136,7 +138,7 @@ def select_on_root(pipeline: AAFlowIngestionPipeline, comm: Comm, inputs: Sequen
 
 
 def write_on_root(pipeline: AAFlowIngestionPipeline, comm: Comm, stats: RunStats, segments: list[Segment],
-                  inputs: Sequence[BaseNode], to_run: Sequence[BaseNode], strategy: DocstoreStrategy,
+                  inputs: Sequence[HashedInput], to_run: Sequence[BaseNode], strategy: DocstoreStrategy,
                   store_doc_text: bool) -> None:
     """Rank 0 writes the docstore decisions, the vector store and the docstore once; a failure there
     ends every rank."""
@@ -164,6 +166,7 @@ def run_on_ranks(pipeline: AAFlowIngestionPipeline, comm: Comm, stats: RunStats,
     strategy = pipeline._effective_strategy()
     inputs = pipeline._prepare_inputs(documents, nodes)
     to_run = select_on_root(pipeline, comm, inputs, strategy)
+    hashed = snapshot(inputs)  # before a transformation can edit the inputs in place
     mine = comm.shard(len(to_run))
     stats.nodes_in, stats.prepare_s = len(mine), time.perf_counter() - started
     local: list[Segment] = []
@@ -179,5 +182,5 @@ def run_on_ranks(pipeline: AAFlowIngestionPipeline, comm: Comm, stats: RunStats,
     table = encode(local, texts, comm.rank, shared_dim(comm, dim))
     segments = decode(comm.allgather_table(table), comm, local)
     stats.transform_s = time.perf_counter() - started - stats.prepare_s
-    write_on_root(pipeline, comm, stats, segments, inputs, to_run, strategy, store_doc_text)
-    return pipeline._finish(stats, started, segments)
+    write_on_root(pipeline, comm, stats, segments, hashed, to_run, strategy, store_doc_text)
+    return pipeline._finish(stats, started, Outcome(segments))

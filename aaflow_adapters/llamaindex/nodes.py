@@ -51,23 +51,31 @@ class NodeTable:
             return [self._nodes.pop(k) for k in batch.column(NODE).to_numpy().tolist()]
 
 
-def source_batches(table: NodeTable, nodes: Sequence[BaseNode], batch_chars: int) -> Iterator[pa.RecordBatch]:
-    """Consecutive groups of whole input nodes of about `batch_chars` characters each.
+def document_key(node: BaseNode) -> str:
+    """The document a node belongs to: its source document, or itself when it is one."""
+    return node.ref_doc_id or node.node_id
 
-    Boundaries depend only on the input. Inputs that repeat a node id go in one batch, because
-    node parsers resolve a node's parent document by id within the list they are given.
+
+def source_batches(table: NodeTable, nodes: Sequence[BaseNode], batch_chars: int) -> Iterator[pa.RecordBatch]:
+    """Consecutive groups of whole documents' nodes, of about `batch_chars` characters each.
+
+    Boundaries depend only on the input and fall only between documents (nodes with another
+    `document_key`). Inputs that repeat a node id, or whose documents' nodes are not contiguous,
+    go in one batch: node parsers resolve a parent by id within the list they are given.
     """
-    if len({n.node_id for n in nodes}) != len(nodes):
+    keys = [document_key(n) for n in nodes]
+    runs = sum(1 for i, k in enumerate(keys) if i == 0 or k != keys[i - 1])
+    if len({n.node_id for n in nodes}) != len(nodes) or runs != len(set(keys)):
         if nodes:
             yield table.put(nodes)
         return
     group: list[BaseNode] = []
     size = 0
-    for node in nodes:
-        group.append(node)
-        size += len(node.get_content())
-        if size >= batch_chars:
+    for i, node in enumerate(nodes):
+        if size >= batch_chars and keys[i] != keys[i - 1]:
             yield table.put(group)
             group, size = [], 0
+        group.append(node)
+        size += len(node.get_content())
     if group:
         yield table.put(group)

@@ -1,10 +1,12 @@
 """`AAFlowIngestionPipeline`: LlamaIndex's `IngestionPipeline`, run by aaflow.
 
 Same constructor, same `run`/`arun` signatures, same inputs order, docstore strategies, cache
-keys and vector-store contents; what changes is how the work is scheduled: transformations
-stream through aaflow's executor in batches (threads, never a pickling process pool),
-embeddings go in length-sorted micro-batches with calls overlapped, and a `FaissVectorStore`
-receives whole Arrow embedding columns instead of one node at a time. Bad input raises stock's
+keys and vector-store contents; what changes is how the work is scheduled: document-local
+transformations stream through aaflow's executor in batches cut at document boundaries, the
+others are called once on the whole list as stock calls them (locality.py, transform.py;
+threads, never a pickling process pool), embeddings go in length-sorted micro-batches with
+calls overlapped, and a `FaissVectorStore` receives whole Arrow embedding columns instead of
+one node at a time. Bad input raises stock's
 exception type naming the item; a failed run writes neither docstore nor vector store and
 keeps the cache entries of the finished transformations (docs/reliability.md). Under `mpiexec`
 (`ranks="auto"`) each rank transforms its contiguous shard of the inputs and every rank gets
@@ -13,9 +15,11 @@ all output nodes (see `mpi.py` and docs/distributed.md).
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Union
 
@@ -30,10 +34,11 @@ from aaflow_core.errors import AAFlowError
 from aaflow_adapters.errors import NotADocumentError, a_type, user_error
 from aaflow_adapters.llamaindex.cache import StepCache
 from aaflow_adapters.llamaindex.checkpoint import rank_dir
-from aaflow_adapters.llamaindex.docstore import duplicate_choice, ref_id, upsert_choice
-from aaflow_adapters.llamaindex.engine import EngineOptions, stream
+from aaflow_adapters.llamaindex.docstore import HashedInput, duplicate_choice, ref_id, snapshot, upsert_choice
+from aaflow_adapters.llamaindex.engine import EngineOptions
 from aaflow_adapters.llamaindex.mpi import run_on_ranks
 from aaflow_adapters.llamaindex.steps import RunCoro
+from aaflow_adapters.llamaindex.transform import Outcome, Run
 from aaflow_adapters.llamaindex.vector import Segment, VectorWrite, aadd_nodes, add_nodes, check_write
 
 dispatcher = get_dispatcher(__name__)
@@ -53,6 +58,11 @@ class RunStats:
     total_s: float = 0.0
     stage_busy_s: dict[str, float] = field(default_factory=dict)
     vector_write: VectorWrite = field(default_factory=VectorWrite)
+
+
+def _as_list(given: Optional[Iterable[Any]]) -> Optional[Sequence[Any]]:
+    """Stock accepts any iterable (a reader's `lazy_load_data()`): read a one-shot iterator once, here."""
+    return given if given is None or isinstance(given, Sequence) else list(given)
 
 
 def _check_nodes(name: str, given: Sequence[Any]) -> None:
@@ -100,6 +110,9 @@ class AAFlowIngestionPipeline(IngestionPipeline):
     def _prepare_inputs(self, documents: Optional[Sequence[Document]],
                         nodes: Optional[Sequence[BaseNode]]) -> Sequence[BaseNode]:
         """Stock's input order, with every input checked to be a node before any work starts."""
+        documents, nodes = _as_list(documents), _as_list(nodes)
+        if self.documents is not None and not isinstance(self.documents, Sequence):
+            self.documents = list(self.documents)
         for name, given in (("documents", documents), ("nodes", nodes), ("pipeline.documents", self.documents)):
             _check_nodes(name, given or [])
         inputs = super()._prepare_inputs(documents, nodes)
@@ -144,59 +157,61 @@ class AAFlowIngestionPipeline(IngestionPipeline):
             return upsert_choice(nodes, {r: await self.docstore.aget_document_hash(r) for r in refs})
         return duplicate_choice(nodes, await self.docstore.aget_all_document_hashes())
 
-    def _commit_choice(self, nodes: Sequence[BaseNode], strategy: DocstoreStrategy) -> None:
+    def _commit_choice(self, nodes: Sequence[HashedInput], strategy: DocstoreStrategy) -> None:
         """Stock's handlers, for their writes (recorded hashes, old versions deleted), once nothing failed."""
         if self.docstore is None:
             return
         if self._upserts(strategy):
-            self._handle_upserts(nodes)
+            self._handle_upserts(nodes)  # type: ignore[arg-type]  # reads id_, ref_doc_id, hash only
         else:
-            self._handle_duplicates(nodes)
+            self._handle_duplicates(nodes)  # type: ignore[arg-type]
 
-    async def _acommit_choice(self, nodes: Sequence[BaseNode], strategy: DocstoreStrategy,
+    async def _acommit_choice(self, nodes: Sequence[HashedInput], strategy: DocstoreStrategy,
                               store_doc_text: bool) -> None:
         if self.docstore is None:
             return
         if self._upserts(strategy):
-            await self._ahandle_upserts(nodes, store_doc_text=store_doc_text)
+            await self._ahandle_upserts(nodes, store_doc_text=store_doc_text)  # type: ignore[arg-type]
         else:
-            await self._ahandle_duplicates(nodes, store_doc_text=store_doc_text)
+            await self._ahandle_duplicates(nodes, store_doc_text=store_doc_text)  # type: ignore[arg-type]
 
     def _transform(self, nodes: Sequence[BaseNode], stats: RunStats, *, cache_collection: Optional[str],
                    num_workers: Optional[int], show_progress: bool, run_coro: Optional[RunCoro],
-                   kwargs: dict[str, Any]) -> list[Segment]:
-        """Stock `run_transformations` semantics (cache included), executed as one aaflow stream."""
-        transforms = list(self.transformations)
-        cache = None if self.disable_cache else StepCache(self.cache, cache_collection)
-        first_key = None
-        while True:
-            if cache is not None:
-                nodes, served, first_key = cache.serve_prefix(nodes, transforms)
-                stats.cache_hits += served
-                transforms = transforms[served:]
-            if not transforms:
-                return [Segment(list(nodes))]
-            result = stream(nodes, transforms, self._options(num_workers), first_key=first_key,
-                            record_cache=cache is not None, kwargs=kwargs, run_coro=run_coro,
-                            show_progress=show_progress, offset=len(self.transformations) - len(transforms))
-            stats.stage_busy_s.update(result.stage_busy_s)
-            if cache is None:
-                return result.segments
-            if result.failed is not None:  # only with the cache on: the steps before it are complete
-                index, error = result.failed
-                resume = cache.write_before_failure(result.records, index)
-                if resume is None:
-                    raise error
-            else:
-                resume = cache.write(result.records)
-                if resume is None:
-                    return result.segments
-            step, nodes = resume  # stock would have found this step in the cache: go on from there
-            stats.cache_hits += 1
-            transforms = transforms[step + 1:]
+                   kwargs: dict[str, Any]) -> Outcome:
+        """Stock `run_transformations` semantics (cache included), as aaflow segments (transform.py).
 
-    def _finish(self, stats: RunStats, started: float, segments: list[Segment]) -> list[BaseNode]:
-        nodes = [n for s in segments for n in s.nodes]
+        `num_workers > 1`: stock's partitions (`_node_batcher`), each transformed on its own as a
+        stock worker process does, here on threads; so the outputs and cache keys are stock's.
+        """
+        cache = None if self.disable_cache else StepCache(self.cache, cache_collection)
+        parts = self._partitions(nodes, num_workers)
+        runs = [Run(list(self.transformations), cache, self._options(1 if len(parts) > 1 else num_workers), kwargs,
+                    run_coro, show_progress and len(parts) == 1) for _ in parts]
+        if len(parts) == 1:
+            outcomes = [runs[0](parts[0])]
+        else:
+            with ThreadPoolExecutor(len(parts), thread_name_prefix="aaflow-partition") as pool:
+                outcomes = list(pool.map(lambda run, part: run(part), runs, parts))
+        for outcome in outcomes:
+            stats.cache_hits += outcome.cache_hits
+            stats.stage_busy_s.update(outcome.stage_busy_s)
+        if len(outcomes) == 1:
+            return outcomes[0]
+        return Outcome([seg for o in outcomes for seg in o.segments])
+
+    def _partitions(self, nodes: Sequence[BaseNode], num_workers: Optional[int]) -> list[Sequence[BaseNode]]:
+        """Stock's split of the input for `num_workers > 1` (capped at the CPU count, with its warning)."""
+        if not num_workers or num_workers <= 1:
+            return [nodes]
+        cpus = multiprocessing.cpu_count()
+        if num_workers > cpus:
+            warnings.warn("Specified num_workers exceed number of CPUs in the system. "
+                          "Setting `num_workers` down to the maximum CPU count.", stacklevel=4)
+            num_workers = cpus
+        return list(self._node_batcher(num_batches=num_workers, nodes=nodes))
+
+    def _finish(self, stats: RunStats, started: float, outcome: Outcome) -> Sequence[BaseNode]:
+        nodes = outcome.nodes()
         stats.nodes_out = len(nodes)
         stats.total_s = time.perf_counter() - started
         self._last_run = stats
@@ -207,7 +222,7 @@ class AAFlowIngestionPipeline(IngestionPipeline):
             nodes: Optional[Sequence[BaseNode]] = None, cache_collection: Optional[str] = None,
             in_place: bool = True, store_doc_text: bool = True, num_workers: Optional[int] = None,
             **kwargs: Any) -> Sequence[BaseNode]:
-        """As `IngestionPipeline.run`; `num_workers` means aaflow threads per transformation stage.
+        """As `IngestionPipeline.run`; `num_workers > 1` transforms stock's partitions on threads.
 
         `in_place` is accepted for compatibility: aaflow never mutates the list it is given.
         """
@@ -217,23 +232,25 @@ class AAFlowIngestionPipeline(IngestionPipeline):
             return run_on_ranks(self, comm, stats, documents=documents, nodes=nodes, store_doc_text=store_doc_text,
                                 transform=lambda shard: self._transform(
                                     shard, stats, cache_collection=cache_collection, num_workers=num_workers,
-                                    show_progress=show_progress, run_coro=None, kwargs=kwargs))
+                                    show_progress=show_progress, run_coro=None, kwargs=kwargs).segments)
         input_nodes = self._prepare_inputs(documents, nodes)
         strategy = self._effective_strategy()
         nodes_to_run = self._select(input_nodes, strategy)
+        hashed = snapshot(input_nodes)  # before a transformation can edit the inputs in place
         stats.nodes_in = len(nodes_to_run)
         stats.prepare_s = time.perf_counter() - started
         t0 = time.perf_counter()
         try:
-            segments = self._transform(nodes_to_run, stats, cache_collection=cache_collection,
-                                       num_workers=num_workers, show_progress=show_progress, run_coro=None,
-                                       kwargs=kwargs)
+            outcome = self._transform(nodes_to_run, stats, cache_collection=cache_collection,
+                                      num_workers=num_workers, show_progress=show_progress, run_coro=None,
+                                      kwargs=kwargs)
         except AAFlowError as err:
             raise user_error(err)
+        segments = outcome.segments
         stats.transform_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         check_write(self.vector_store, segments)
-        self._commit_choice(input_nodes, strategy)
+        self._commit_choice(hashed, strategy)
         if self.vector_store is not None:
             stats.vector_write = add_nodes(self.vector_store, segments)
         stats.vector_store_s = time.perf_counter() - t0
@@ -241,7 +258,7 @@ class AAFlowIngestionPipeline(IngestionPipeline):
         if self.docstore is not None:
             self._update_docstore(nodes_to_run, effective_strategy=strategy, store_doc_text=store_doc_text)
         stats.docstore_s = time.perf_counter() - t0
-        return self._finish(stats, started, segments)
+        return self._finish(stats, started, outcome)
 
     @dispatcher.span
     async def arun(self, show_progress: bool = False, documents: Optional[List[Document]] = None,
@@ -257,6 +274,7 @@ class AAFlowIngestionPipeline(IngestionPipeline):
         input_nodes = self._prepare_inputs(documents, nodes)
         strategy = self._effective_strategy()
         nodes_to_run = await self._aselect(input_nodes, strategy)
+        hashed = snapshot(input_nodes)
         stats.nodes_in = len(nodes_to_run)
         stats.prepare_s = time.perf_counter() - started
         loop = asyncio.get_running_loop()
@@ -266,15 +284,16 @@ class AAFlowIngestionPipeline(IngestionPipeline):
 
         t0 = time.perf_counter()
         try:
-            segments = await asyncio.to_thread(
+            outcome = await asyncio.to_thread(
                 self._transform, nodes_to_run, stats, cache_collection=cache_collection, num_workers=num_workers,
                 show_progress=show_progress, run_coro=on_loop, kwargs=kwargs)
         except AAFlowError as err:
             raise user_error(err)
+        segments = outcome.segments
         stats.transform_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         check_write(self.vector_store, segments)
-        await self._acommit_choice(input_nodes, strategy, store_doc_text)
+        await self._acommit_choice(hashed, strategy, store_doc_text)
         if self.vector_store is not None:
             stats.vector_write = await aadd_nodes(self.vector_store, segments)
         stats.vector_store_s = time.perf_counter() - t0
@@ -282,4 +301,4 @@ class AAFlowIngestionPipeline(IngestionPipeline):
         if self.docstore is not None:
             await self._aupdate_docstore(nodes_to_run, effective_strategy=strategy, store_doc_text=store_doc_text)
         stats.docstore_s = time.perf_counter() - t0
-        return self._finish(stats, started, segments)
+        return self._finish(stats, started, outcome)

@@ -7,10 +7,10 @@ from typing import Any
 
 from aaflow_core.cli.main import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, non_negative_int, positive_int
 from aaflow_core.distributed import Comm
+from aaflow_core.distributed.hosts import threads_per_rank
 from aaflow_core.errors import AAFlowError, ConfigError
 from aaflow_core.models.modes import AUTO, BACKENDS, PRECISIONS
 from aaflow_core.pipelines import IngestConfig, ingest
-from aaflow_core.pipelines.ingest import default_threads
 
 
 def register(sub: Any) -> None:
@@ -24,7 +24,8 @@ def register(sub: Any) -> None:
     p.add_argument("--files-per-batch", type=positive_int, default=16,
                    help="files loaded together (with the queues, this bounds the text in memory)")
     p.add_argument("--threads", type=positive_int, default=None,
-                   help="threads per process (default: the cores, split between the MPI ranks on this node)")
+                   help="threads per process (default: the cores, split between the MPI ranks on this node; "
+                        "a rank the launcher bound to its own cores uses those)")
     p.add_argument("--glob", default=None, help="take files matching this pattern instead of known suffixes")
     p.add_argument("--overwrite", action="store_true", help="replace an existing aaflow index")
     p.add_argument("--update", action="store_true",
@@ -40,9 +41,33 @@ def register(sub: Any) -> None:
     p.add_argument("--backend", dest="embed_backend", choices=(*BACKENDS, AUTO), default="torch",
                    help="embedding runtime: torch, onnx (ONNX Runtime) or openvino (exports cached under "
                         "~/.cache/aaflow), or auto")
+    p.add_argument("--embed-url", default=None, metavar="URL",
+                   help="embed through an OpenAI-compatible endpoint (base URL, e.g. http://127.0.0.1:8000/v1; "
+                        "key from OPENAI_API_KEY) instead of the bundled model; queries use it too")
+    p.add_argument("--embed-model", default=None, metavar="NAME", help="the endpoint's embedding model (with --embed-url)")
+    p.add_argument("--rpm", type=positive_float, default=None, help="the endpoint's requests per minute, if known")
+    p.add_argument("--tpm", type=positive_float, default=None, help="the endpoint's tokens per minute, if known")
     p.add_argument("--accuracy-report", action="store_true",
                    help="also embed a sample of chunks in fp32 and store the mode's accuracy in the manifest (costs a second pass)")
     p.set_defaults(handler=run)
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def remote_options(args: argparse.Namespace) -> dict[str, Any]:
+    """IngestConfig fields for --embed-url/--embed-model/--rpm/--tpm (the model name goes in `model`)."""
+    if args.embed_url is None:
+        if args.embed_model is not None:
+            raise ConfigError("embed_model", args.embed_model, "names an endpoint's model; give --embed-url too")
+        return {"rpm": args.rpm, "tpm": args.tpm}
+    if args.embed_model is None:
+        raise ConfigError("embed_url", args.embed_url, "give the endpoint's model with --embed-model")
+    return {"embed_url": args.embed_url, "model": args.embed_model, "rpm": args.rpm, "tpm": args.tpm}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         ranks = comm.describe()
         if comm.is_root:
             print(f"aaflow ingest: {comm.size} ranks: {ranks}", file=sys.stderr)
-    threads = args.threads or max(1, default_threads() // comm.local_size())
+    threads = args.threads or threads_per_rank(comm)
     try:
         config = IngestConfig(
             paths=tuple(args.paths), index_dir=args.index, chunk_size=args.chunk_size,
@@ -61,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
             files_per_batch=args.files_per_batch,
             progress=False if args.no_progress else None,
             precision=args.precision, embed_backend=args.embed_backend, accuracy_report=args.accuracy_report,
+            **remote_options(args),
         )
     except ConfigError as exc:
         print(f"aaflow ingest: error: {exc}", file=sys.stderr)
@@ -88,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"phases: {phases}  total={m['total_s']:.2f}s (model load {m['model_load_s']:.2f}s)")
     if comm.size > 1:
         print(f"ranks={comm.size} shards={len(m['shards'])} bytes_between_ranks={m['bytes_between_ranks']}")
+        print_hosts(m)
     mode = m["embed_mode"]
     why = mode["fallback"] or (mode["auto"] or {}).get("why")
     print(f"embedding mode: {mode['label']}" + (f" ({why})" if why else ""))
@@ -95,5 +122,19 @@ def run(args: argparse.Namespace) -> int:
         a = m["accuracy"]
         print(f"accuracy vs fp32 on {a['sampled_rows']} chunks: max|diff|={a['max_abs_diff']:.3g} "
               f"min cosine={a['min_cosine']:.5f} recall@{a['k']}={a['recall_at_k']:.3f}")
+    if "remote_usage" in m:
+        u = m["remote_usage"]
+        print(f"endpoint {u['endpoint']}: {u['requests']} requests ({u['retries']} retries, {u['rejections']} "
+              f"rate-limited), {u['prompt_tokens']} tokens")
     print(f"output_sha256={m['output_sha256']}")
     return EXIT_SKIPPED if result.skipped else EXIT_OK
+
+
+def print_hosts(manifest: dict[str, Any]) -> None:
+    """One line per host: its ranks, and how many models each loaded and how long that took."""
+    per_rank = {r["rank"]: r for r in manifest["per_rank"]}
+    for host in manifest["hosts"]:
+        ranks = [per_rank[r] for r in host["ranks"]]
+        loads = ", ".join(f"rank {r['rank']} loaded {r.get('models_loaded', 0)} model(s) in "
+                          f"{r.get('model_load_s', 0.0):.2f}s" for r in ranks)
+        print(f"host {host['host']}: {len(ranks)} rank(s); {loads}")

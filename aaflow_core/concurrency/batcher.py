@@ -12,6 +12,7 @@ pending or on `flush()`, so call composition depends on the input alone. A deadl
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -198,6 +199,11 @@ class LoopThread:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop itself, for callers that hand it coroutines (`run_coroutine_threadsafe`)."""
+        return self._loop
+
     def __enter__(self) -> "LoopThread":
         self._thread.start()
         return self
@@ -210,3 +216,7 @@ class LoopThread:
     def run(self, coro: Coroutine[Any, Any, R]) -> R:
         """Run a coroutine on the loop and wait for its result from this (other) thread."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def submit(self, coro: Coroutine[Any, Any, R]) -> "concurrent.futures.Future[R]":
+        """Start a coroutine on the loop; another event loop awaits it with `asyncio.wrap_future`."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,10 @@ import pyarrow as pa
 from aaflow_core.dataplane.ipc import from_ipc, to_ipc
 from aaflow_core.errors import AAFlowError, ConfigError, MissingDependencyError, RankError
 
+# Seconds a rank waits at a collective check for the others before it calls them lost (unset: forever).
+RANK_TIMEOUT_ENV = "AAFLOW_RANK_TIMEOUT"
+_ARRIVE, _GO = 7101, 7102  # point-to-point tags of that check
+
 # Environment variables set by MPI launchers (MPICH/Hydra, PMIx/Slurm, Open MPI, MVAPICH).
 LAUNCHER_ENV = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
@@ -26,6 +31,20 @@ LAUNCHER_ENV = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MV
 def under_launcher() -> bool:
     """True when this process was started by an MPI launcher (mpiexec, srun)."""
     return any(name in os.environ for name in LAUNCHER_ENV)
+
+
+def rank_timeout() -> float | None:
+    """AAFLOW_RANK_TIMEOUT in seconds (the launcher gives every rank the same environment), or None."""
+    text = os.environ.get(RANK_TIMEOUT_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(RANK_TIMEOUT_ENV, text, "must be a number of seconds > 0")
+    return value
 
 
 def mpi() -> Any:
@@ -54,6 +73,8 @@ class Comm:
         self.size: int = int(mpi_comm.Get_size()) if mpi_comm is not None else 1
         self.stats = CommStats()
         self._local_size: int | None = None
+        self.timeout_s = rank_timeout() if mpi_comm is not None else None
+        self.hosts: tuple[str, ...] | None = None  # rank r's host, once `hosts.placement` has run
 
     @classmethod
     def world(cls) -> "Comm":
@@ -121,6 +142,18 @@ class Comm:
                 self._local_size = int(node.Get_size())
                 node.Free()
         return self._local_size
+
+    def node(self) -> "Comm":
+        """The ranks of this job on this node, as their own Comm (collective; free it with `free`)."""
+        if self._comm is None:
+            return Comm()
+        return Comm(self._comm.Split_type(mpi().COMM_TYPE_SHARED))
+
+    def free(self) -> None:
+        """Release a communicator this process made (`node`); COMM_WORLD is never freed."""
+        if self._comm is not None and self._comm != mpi().COMM_WORLD:
+            self._comm.Free()
+        self._comm = None
 
     def barrier(self) -> None:
         if self._comm is not None:
@@ -217,30 +250,67 @@ class Comm:
     def agree(self, error: BaseException | None) -> None:
         """Collective failure check: if any rank passes an error, every rank raises RankError.
 
-        The error names the first failing rank (and lists the others), so the job ends the
-        same way on every rank and the caller can clean up before re-raising. In a size-1
-        job the error itself is raised again, unchanged.
+        The error names the first failing rank (and lists the others), with their hosts when
+        the job spans several, so the job ends the same way on every rank and the caller can
+        clean up before re-raising. In a size-1 job the error itself is raised again, unchanged.
         """
         if self.size == 1:
             if error is not None:
                 raise error
             return
+        if self.timeout_s is not None:
+            self._rendezvous(self.timeout_s)
         why = "" if error is None else f"{type(error).__name__}: {error}"
-        status = pa.table({"rank": pa.array([self.rank], pa.int32()), "error": pa.array([why], pa.string())})
-        failed = [(r, w) for r, w in zip(*self.allgather_table(status).to_pydict().values()) if w]
+        status = pa.table({"rank": pa.array([self.rank], pa.int32()), "host": [socket.gethostname()],
+                           "error": pa.array([why], pa.string())})
+        rows = self.allgather_table(status).to_pylist()
+        failed = [r for r in rows if r["error"]]
         if not failed:
             return
-        rank, first = failed[0]
-        more = "".join(f"; rank {r} also failed: {w}" for r, w in failed[1:])
-        exc = RankError(rank, first + more)
-        raise exc from (error if self.rank == rank else None)
+        several_hosts = len({r["host"] for r in rows}) > 1
+
+        def who(r: dict) -> str:
+            return f"rank {r['rank']} on {r['host']}" if several_hosts else f"rank {r['rank']}"
+
+        first = failed[0]
+        more = "".join(f"; {who(r)} also failed: {r['error']}" for r in failed[1:])
+        exc = RankError(first["rank"], first["error"] + more, host=first["host"] if several_hosts else None)
+        raise exc from (error if self.rank == first["rank"] else None)
+
+    def _rendezvous(self, timeout: float) -> None:
+        """Every rank meets rank 0 within `timeout` s, else the job is aborted naming the missing ranks.
+
+        A host that dies without closing its connections (power, kernel, network) leaves the
+        others waiting in the next collective, and hydra does not notice: this turns that into
+        an error naming the rank and its host. One byte each way between rank 0 and each rank.
+        """
+        MPI = mpi()
+        token = np.zeros(1, dtype=np.uint8)
+        if self.is_root:
+            others = list(range(1, self.size))
+            bufs = [np.empty(1, dtype=np.uint8) for _ in others]
+            reqs = [self._comm.Irecv([b, MPI.BYTE], source=r, tag=_ARRIVE) for r, b in zip(others, bufs)]
+            self._lost(_unfinished(reqs, others, timeout), timeout)
+            for r in others:
+                self._comm.Send([token, MPI.BYTE], dest=r, tag=_GO)
+        else:
+            self._comm.Send([token, MPI.BYTE], dest=0, tag=_ARRIVE)  # one byte: sent eagerly
+            self._lost(_unfinished([self._comm.Irecv([token, MPI.BYTE], source=0, tag=_GO)], [0], timeout), timeout)
+
+    def _lost(self, ranks: list[int], timeout: float) -> None:
+        if not ranks:
+            return
+        where = ", ".join(f"rank {r}" + (f" on {self.hosts[r]}" if self.hosts else "") for r in ranks)
+        sys.stderr.write(f"aaflow: rank {self.rank}: {where} did not reach the collective check within "
+                         f"{timeout:g}s ({RANK_TIMEOUT_ENV}): lost; aborting the MPI job\n")
+        sys.stderr.flush()
+        self._comm.Abort(1)
 
     def describe(self) -> str:
-        """Which process is which rank (collective): hydra and srun name a dead process by PID."""
-        me = pa.table({"rank": pa.array([self.rank], pa.int32()), "pid": pa.array([os.getpid()], pa.int64()),
-                       "host": [socket.gethostname()]})
-        ranks = self.allgather_table(me).to_pylist()
-        return ", ".join(f"rank {r['rank']} pid {r['pid']} on {r['host']}" for r in ranks)
+        """Which process is which rank, on which host (collective): hydra and srun name a dead process by PID."""
+        from aaflow_core.distributed.hosts import placement
+
+        return placement(self).describe()
 
     def abort_on_uncaught(self) -> None:
         """Make an exception that escapes every handler end the whole job, naming this rank.
@@ -260,6 +330,16 @@ class Comm:
 
         hook.aaflow_aborts = True  # type: ignore[attr-defined]
         sys.excepthook = hook
+
+
+def _unfinished(reqs: list[Any], ranks: list[int], timeout: float) -> list[int]:
+    """The ranks whose request is still open after `timeout` seconds of polling (empty once all complete)."""
+    deadline, done = time.monotonic() + timeout, [False] * len(reqs)
+    while True:
+        done = [d or bool(q.Test()) for d, q in zip(done, reqs)]
+        if all(done) or time.monotonic() > deadline:
+            return [r for r, d in zip(ranks, done) if not d]
+        time.sleep(0.002)
 
 
 def _concat(parts: list[pa.Buffer] | list[pa.Table], schema: pa.Schema) -> pa.Table:

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aaflow_core.dataplane.views import embedding_matrix
 from aaflow_core.distributed.comm import Comm
+from aaflow_core.distributed.hosts import require_same_file
 from aaflow_core.distributed.topk import HIT_SCHEMA, exact_topk, hits_of, merge_topk
-from aaflow_core.stores.faiss_store import ROWS_FILE, Shard, index_shards, read_vectors
+from aaflow_core.stores.faiss_store import MANIFEST_FILE, ROWS_FILE, Shard, index_shards, read_vectors
 
 ROW_COLUMNS = ("chunk_id", "source", "text")
 RESULT_SCHEMA = HIT_SCHEMA
@@ -43,15 +45,16 @@ def distributed_search(comm: Comm, index_dir: str | os.PathLike[str], queries: p
     """Top-k hits per query on every rank: root's `queries` (qid, embedding) are broadcast.
 
     Rank r searches its contiguous share of the index's shards; the hit tables are gathered
-    to the root as Arrow IPC, merged, and the k best per query broadcast back.
+    to the root as Arrow IPC, merged, and the k best per query broadcast back. Every rank must
+    read the manifest rank 0 reads (a shared file system): else SharedPathError on every rank.
     """
     queries = comm.bcast_table(queries)
-    shards = index_shards(index_dir)
-    mine = [shards[i] for i in comm.shard(len(shards))]
+    require_same_file(comm, Path(index_dir) / MANIFEST_FILE, "the index manifest")
     error: BaseException | None = None
     local = RESULT_SCHEMA.empty_table()
     try:
-        local = search_shards(mine, queries, k)
+        shards = index_shards(index_dir)
+        local = search_shards([shards[i] for i in comm.shard(len(shards))], queries, k)
     except Exception as exc:  # every rank must reach the check below
         error = exc
     comm.agree(error)

@@ -2,79 +2,57 @@
 
 Backends:
 - `local`: the embedded SmolLM2 (models/llm.py), batched greedy decoding in this process;
-- `openai`: any OpenAI-compatible endpoint through `openai.AsyncOpenAI`, every request through
-  the AsyncBatcher: at most `max_in_flight` requests at once, aaflow's RetryPolicy on
-  429/5xx/timeouts (honouring Retry-After; the client's own retries are off), answers in
-  question order whatever order the responses arrive in.
+- `openai`: any OpenAI-compatible endpoint through `aaflow_core.remote`: at most
+  `max_in_flight` requests at once under the endpoint's limiter, retries on 429 (after the
+  server's Retry-After), 5xx, timeouts, resets and malformed bodies, answers in question
+  order whatever order the responses arrive in.
 """
 from __future__ import annotations
 
-import json
-import os
+import asyncio
 from collections.abc import Sequence
-from typing import Any
 
 import pyarrow as pa
 
-from aaflow_core.concurrency import AsyncBatcher, BatchPolicy, LoopThread, RetryPolicy, is_retryable
-from aaflow_core.errors import ConfigError, MalformedResponseError
+from aaflow_core.errors import ConfigError
 from aaflow_core.models.llm import DEFAULT_TEMPLATE, LocalLLM, check_template, render_prompt, shared_llm
 from aaflow_core.operators.base import Operator, OperatorResources
+from aaflow_core.remote import Endpoint, Limits, RemoteClient, Retries, Usage
 
 BACKENDS = ("local", "openai")
 Conversation = tuple[tuple[str, str], ...]
 
 
-def retry_after_s(exc: BaseException) -> float | None:
-    """Seconds from a Retry-After header on an HTTP error response, if any."""
-    response = getattr(exc, "response", None)
-    value = getattr(response, "headers", {}).get("retry-after") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def openai_retryable(exc: BaseException) -> bool:
-    """429/5xx (status on the error), the client's timeout and connection errors, malformed bodies."""
-    import openai
-
-    transient = (openai.APIConnectionError, openai.APIResponseValidationError, json.JSONDecodeError)
-    return isinstance(exc, transient) or is_retryable(exc)
-
-
 class OpenAIChat:
-    """Chat completions against an OpenAI-compatible endpoint; one request per conversation."""
+    """Chat completions against an OpenAI-compatible endpoint through `aaflow_core.remote`; one request each."""
 
     def __init__(self, *, base_url: str | None, model: str, api_key_env: str = "OPENAI_API_KEY",
-                 timeout_s: float = 60.0) -> None:
-        import openai
-
-        key = os.environ.get(api_key_env)
-        if key is None and base_url is None:
-            raise ConfigError(api_key_env, None, "set it in the environment (or give --base-url of a local server)")
-        self.client = openai.AsyncOpenAI(base_url=base_url, api_key=key or "unused", max_retries=0, timeout=timeout_s)
+                 timeout_s: float = 60.0, max_in_flight: int = 8, attempts: int = 5) -> None:
+        self.endpoint = Endpoint.of(base_url, api_key_env=api_key_env, timeout_s=timeout_s,
+                                    limits=Limits(max_in_flight=max_in_flight), retries=Retries(attempts=attempts))
+        self.client = RemoteClient(name="aaflow-generate")
         self.model = model
 
-    async def complete(self, batch: list[tuple[str, Conversation, int]]) -> list[str]:
-        """Items are (label, messages, max_tokens); the label only names the item in errors."""
-        answers = []
-        for _, messages, max_tokens in batch:
-            try:
-                res = await self.client.chat.completions.create(
-                    model=self.model, messages=[{"role": r, "content": c} for r, c in messages],  # type: ignore[misc]
-                    max_tokens=max_tokens, temperature=0)
-            except Exception as exc:
-                exc.retry_after = retry_after_s(exc)  # type: ignore[attr-defined]  # read by RetryPolicy
-                raise
-            try:
-                answers.append((res.choices[0].message.content or "").strip())
-            except (AttributeError, IndexError, TypeError) as exc:
-                raise MalformedResponseError(f"chat response without choices[0].message: {exc}") from None
-        return answers
+    async def one(self, label: str, messages: Conversation, max_tokens: int) -> str:
+        payload = {"model": self.model, "messages": [{"role": r, "content": c} for r, c in messages],
+                   "max_tokens": max_tokens, "temperature": 0}
+        body = await self.client.chat(self.endpoint, payload, item=label)
+        content = body["choices"][0]["message"].get("content")
+        return (content or "").strip()
 
-    async def aclose(self) -> None:
-        await self.client.close()
+    def complete(self, items: Sequence[tuple[str, Conversation, int]]) -> list[str]:
+        """Items are (label, messages, max_tokens), all in flight under the endpoint's limiter; answers in order."""
+        async def every() -> list[str]:
+            return list(await asyncio.gather(*(self.one(*item) for item in items)))
+
+        return self.client.run(every())
+
+    @property
+    def usage(self) -> Usage:
+        return next(iter(self.client.usage(self.endpoint).values()), Usage(self.endpoint.base_url))
+
+    def close(self) -> None:
+        self.client.close()
 
 
 class GenerateOperator(Operator):
@@ -95,34 +73,28 @@ class GenerateOperator(Operator):
         self.base_url = base_url
         self.template = check_template(template)
         self.max_new_tokens = max_new_tokens
-        self.policy = BatchPolicy(max_batch_size=1, max_in_flight=max_in_flight)
-        self.retry = RetryPolicy(attempts=attempts, retry_on=openai_retryable)
+        self.max_in_flight = max_in_flight
+        self.attempts = attempts
         self.threads = threads
         self.timeout_s = timeout_s
         self.llm: LocalLLM | None = None
-        self._loop: LoopThread | None = None
         self._remote: OpenAIChat | None = None
-        self.batcher_stats: list[Any] = []  # one BatcherStats per batch: counted in-flight/attempts
 
     def open(self) -> None:
         if self.backend == "local":
             self.llm = shared_llm(self.model_name, self.threads)
             return
-        self._loop = LoopThread("aaflow-generate").__enter__()
-
-        async def make() -> OpenAIChat:  # the client belongs to the loop that uses it
-            return OpenAIChat(base_url=self.base_url, model=self.model_name if self.model_name is not None else "aaflow",
-                              timeout_s=self.timeout_s)
-
-        self._remote = self._loop.run(make())
+        self._remote = OpenAIChat(base_url=self.base_url, model=self.model_name if self.model_name is not None else "aaflow",
+                                  timeout_s=self.timeout_s, max_in_flight=self.max_in_flight, attempts=self.attempts)
 
     def close(self) -> None:
-        if self._loop is not None:
-            if self._remote is not None:
-                self._loop.run(self._remote.aclose())
-                self._remote = None
-            self._loop.__exit__(None, None, None)
-            self._loop = None
+        if self._remote is not None:
+            self._remote.close()
+
+    @property
+    def usage(self) -> Usage | None:
+        """The remote backend's requests, retries, rejections and tokens (None for the local model)."""
+        return self._remote.usage if self._remote is not None else None
 
     def conversations(self, batch: pa.RecordBatch) -> list[Conversation]:
         """One user message per row: the template over the row's passages and question."""
@@ -135,16 +107,8 @@ class GenerateOperator(Operator):
         if self.backend == "local":
             assert self.llm is not None, "open() first"
             return [c.text for c in self.llm.chat(conversations, self.max_new_tokens)]
-        assert self._loop is not None and self._remote is not None, "open() first"
-        items = [(label, c, self.max_new_tokens) for label, c in zip(labels, conversations)]
-
-        async def run() -> list[str]:
-            batcher = AsyncBatcher(self._remote.complete, self.policy, self.retry,  # type: ignore[union-attr]
-                                   describe=lambda item: item[0])
-            self.batcher_stats.append(batcher.stats)
-            return await batcher.map(items)  # type: ignore[return-value]
-
-        return self._loop.run(run())
+        assert self._remote is not None, "open() first"
+        return self._remote.complete([(label, c, self.max_new_tokens) for label, c in zip(labels, conversations)])
 
     def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         self.check_input(batch)

@@ -1,99 +1,112 @@
-"""Remote embeddings: an OpenAI-compatible `/v1/embeddings` endpoint behind aaflow's AsyncBatcher.
+"""Remote embeddings: an OpenAI-compatible `/v1/embeddings` endpoint through `aaflow_core.remote`.
 
 Requests ask for base64 vectors, decoded straight into one float32 matrix (no Python float
-lists). The batcher retries what is transient: 429 (honouring Retry-After), 5xx, timeouts,
-connection resets and malformed responses, with bounded exponential backoff and jitter.
-Request composition depends only on the input (no deadline) and a retry resends the same
-texts, so the vectors do not depend on which faults happened or when: jitter moves time,
-never results. After the last attempt each text's error names it (RemoteCallError), and
+lists). The remote client retries what is transient (429 after the server's Retry-After,
+5xx, timeouts, connection resets, malformed responses) and paces requests by the endpoint's
+limits. Request composition depends only on the input (consecutive `batch_size` slices) and
+a retry resends the same bytes, so the vectors do not depend on which faults happened or
+when. After the last attempt each text's error names it (RemoteCallError), and
 `return_exceptions=True` hands back the good vectors beside the failures.
 """
 from __future__ import annotations
 
-import base64
-import binascii
-import os
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from aaflow_core.concurrency import AsyncBatcher, BatchPolicy, LoopThread, RetryPolicy
-from aaflow_core.errors import ConfigError, MalformedResponseError, RemoteCallError
-from aaflow_core.operators.generate import openai_retryable, retry_after_s
-
-
-def decode(response: Any, count: int) -> np.ndarray:
-    """A (count, dim) float32 matrix from a base64 embeddings response, or MalformedResponse saying why."""
-    data = getattr(response, "data", None)
-    if not isinstance(data, list) or len(data) != count:
-        raise MalformedResponseError(f"expected {count} embeddings, got {type(data).__name__} "
-                                f"{len(data) if isinstance(data, list) else ''}".strip())
-    try:
-        rows = [base64.b64decode(item.embedding, validate=True) for item in sorted(data, key=lambda d: d.index)]
-    except (AttributeError, TypeError, binascii.Error) as exc:
-        raise MalformedResponseError(f"embedding is not base64 float32: {exc}") from None
-    if not rows[0] or len(rows[0]) % 4 or any(len(r) != len(rows[0]) for r in rows):
-        raise MalformedResponseError("embeddings differ in length or are not float32")
-    return np.frombuffer(b"".join(rows), dtype="<f4").reshape(count, -1)
+from aaflow_core.errors import MalformedResponseError, RemoteCallError
+from aaflow_core.remote import Endpoint, Limits, RemoteClient, Retries, Usage, decode_embeddings, shared_client
 
 
 class RemoteEmbedder:
-    """`embed(texts) -> (n, dim) float32` against an endpoint; a context manager owning its loop."""
+    """`embed(texts) -> (n, dim) float32` against an endpoint; a context manager owning its client."""
 
-    def __init__(self, *, base_url: str | None, model: str, batch_size: int = 64, max_in_flight: int = 4,
+    def __init__(self, *, base_url: str | None, model: str, batch_size: int = 64, max_in_flight: int = 64,
                  attempts: int = 5, timeout_s: float = 30.0, api_key_env: str = "OPENAI_API_KEY",
-                 retry: RetryPolicy | None = None) -> None:
-        if timeout_s <= 0:
-            raise ConfigError("timeout_s", timeout_s, "must be > 0")
-        key = os.environ.get(api_key_env)
-        if key is None and base_url is None:
-            raise ConfigError(api_key_env, None, "set it in the environment (or give base_url of a local server)")
-        self.base_url, self.model, self.key, self.timeout_s = base_url, model, key or "unused", timeout_s
-        self.policy = BatchPolicy(max_batch_size=batch_size, max_in_flight=max_in_flight)
-        self.retry = retry or RetryPolicy(attempts=attempts, retry_on=openai_retryable)
-        self._client: Any = None
-        self._loop: LoopThread | None = None
-        self.stats: list[Any] = []  # one BatcherStats per embed call: counted attempts
-
-    async def _call(self, texts: list[str]) -> list[np.ndarray]:
-        if self._client is None:  # the client belongs to the loop that uses it
-            import openai
-
-            self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self.key, max_retries=0,
-                                              timeout=self.timeout_s)
-        try:
-            response = await self._client.embeddings.create(model=self.model, input=texts, encoding_format="base64")
-        except Exception as exc:
-            exc.retry_after = retry_after_s(exc)  # type: ignore[attr-defined]  # read by RetryPolicy
-            raise
-        return list(decode(response, len(texts)))
+                 rpm: float | None = None, tpm: float | None = None, retries: Retries | None = None) -> None:
+        self.endpoint = Endpoint.of(base_url, api_key_env=api_key_env, timeout_s=timeout_s,
+                                    limits=Limits(max_in_flight=max_in_flight, rpm=rpm, tpm=tpm),
+                                    retries=retries or Retries(attempts=attempts))
+        self.model = model
+        self.batch_size = batch_size
+        self._client = RemoteClient(name="aaflow-remote-embed")
 
     async def aembed(self, texts: Sequence[str], *, return_exceptions: bool = False) -> Any:
         """The matrix, in input order; with `return_exceptions`, a list of rows and RemoteCallErrors."""
-        batcher: AsyncBatcher[str, np.ndarray] = AsyncBatcher(self._call, self.policy, self.retry,
-                                                              describe=lambda t: f"text {t[:60]!r}")
-        self.stats.append(batcher.stats)
-        results = await batcher.map(list(texts), return_exceptions=return_exceptions)
-        if return_exceptions:
-            return results
-        return np.stack(results) if results else np.zeros((0, 0), np.float32)  # type: ignore[arg-type]
+        return await self._client.embed_texts(self.endpoint, list(texts), model=self.model, batch_size=self.batch_size,
+                                              return_exceptions=return_exceptions,
+                                              describe=lambda i: f"text {texts[i][:60]!r}")
 
     def embed(self, texts: Sequence[str], *, return_exceptions: bool = False) -> Any:
-        """Synchronous `aembed` on the embedder's own event loop."""
-        if self._loop is None:
-            self._loop = LoopThread("aaflow-remote-embed").__enter__()
-        return self._loop.run(self.aembed(texts, return_exceptions=return_exceptions))
+        """Synchronous `aembed` on the client's own event loop."""
+        return self._client.run(self.aembed(texts, return_exceptions=return_exceptions))
+
+    @property
+    def usage(self) -> Usage:
+        """Requests, retries, rejections and tokens so far (a snapshot)."""
+        return next(iter(self._client.usage(self.endpoint).values()), Usage(self.endpoint.base_url))
 
     def __enter__(self) -> "RemoteEmbedder":
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._loop is not None:
-            if self._client is not None:
-                self._loop.run(self._client.close())
-            self._loop.__exit__(None, None, None)
-            self._loop, self._client = None, None
+        self._client.close()
 
 
-__all__ = ["MalformedResponseError", "RemoteCallError", "RemoteEmbedder", "decode"]
+@dataclass(frozen=True)
+class RemoteMode:
+    """What the manifest's `embed_mode` says for an endpoint (the local modes' `to_dict` shape)."""
+
+    model: str
+    endpoint: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": f"remote:{self.model}", "endpoint": self.endpoint, "fallback": None}
+
+
+class EndpointEmbedder:
+    """The local `Embedder`'s interface (`encode`, `dim`, `path`, `mode`) over an endpoint, on the shared client.
+
+    `encode` sends every `batch_size` slice at once (the endpoint's limiter paces them); `dim`
+    is what the endpoint returned (probed with one short text if asked before any encode).
+    """
+
+    def __init__(self, base_url: str, model: str, rpm: float | None = None, tpm: float | None = None) -> None:
+        self.endpoint = Endpoint.of(base_url, limits=Limits(rpm=rpm, tpm=tpm))
+        self.path = model  # the manifest's "model"
+        self.mode = RemoteMode(model, self.endpoint.base_url)
+        self._dim: int | None = None
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        client = shared_client()
+        matrix = client.run(client.embed_texts(self.endpoint, list(texts), model=self.path, batch_size=batch_size,
+                                               describe=lambda i: f"chunk {texts[i][:60]!r}"))
+        with self._lock:
+            self._dim = self._dim or int(matrix.shape[1])
+        return matrix
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self.encode(["dimension probe"], 1)
+        assert self._dim is not None
+        return self._dim
+
+    @property
+    def usage(self) -> Usage:
+        return next(iter(shared_client().usage(self.endpoint).values()), Usage(self.endpoint.base_url))
+
+
+@lru_cache(maxsize=4)
+def endpoint_embedder(base_url: str, model: str, rpm: float | None = None, tpm: float | None = None) -> EndpointEmbedder:
+    """One per process and endpoint configuration, as `shared_embedder` is for local models."""
+    return EndpointEmbedder(base_url, model, rpm, tpm)
+
+
+__all__ = ["EndpointEmbedder", "MalformedResponseError", "RemoteCallError", "RemoteEmbedder", "decode_embeddings",
+           "endpoint_embedder"]

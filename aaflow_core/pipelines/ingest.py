@@ -21,6 +21,7 @@ from aaflow_core.models.cpu import cpu_summary
 from aaflow_core.models.embedding import Embedder
 from aaflow_core.models.modes import AUTO, check_request
 from aaflow_core.operators.embed import shared_embedder
+from aaflow_core.operators.remote_embed import EndpointEmbedder, endpoint_embedder
 from aaflow_core.operators.load import SkippedItem
 from aaflow_core.pipelines.embed_accuracy import mode_accuracy
 from aaflow_core.plan import Resources, Workflow, package_versions, specs
@@ -63,6 +64,9 @@ class IngestConfig:
     embed_backend: str = "torch"  # torch|onnx|openvino, or auto ("backend" above is the executor's)
     accuracy_report: bool = False  # opt-in: a second fp32 pass over sampled chunks, figures in the manifest
     accuracy_queries: tuple[str, ...] = ()
+    embed_url: str | None = None  # an OpenAI-compatible endpoint: `model` names its model (aaflow_core.remote)
+    rpm: float | None = None  # the endpoint's limits, when known
+    tpm: float | None = None
     # set when precision/backend were `auto`: the measured choice and why (models.auto), for the manifest
     auto_choice: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
@@ -74,9 +78,15 @@ class IngestConfig:
                 raise ConfigError(name, getattr(self, name), "must be >= 1")
         if self.update and self.overwrite:
             raise ConfigError("update", True, "conflicts with overwrite (update keeps the index, overwrite replaces it)")
+        if self.embed_url is not None and self.accuracy_report:
+            raise ConfigError("accuracy_report", True, "compares local embedding modes; not with an embedding endpoint")
+        if self.embed_url is None and (self.rpm is not None or self.tpm is not None):
+            raise ConfigError("rpm/tpm", (self.rpm, self.tpm), "limit an embedding endpoint; give embed_url too")
         if self.window < self.batch_size:
             raise ConfigError("window", self.window, f"must be >= batch_size ({self.batch_size})")
         if check_request(self.precision, self.embed_backend)[0] == AUTO:
+            if self.embed_url is not None:
+                raise ConfigError("precision", AUTO, "picks a local embedding engine; not with an embedding endpoint")
             choice = choose_mode(self.model, self.threads)  # the plan records the concrete mode
             object.__setattr__(self, "precision", choice.precision)
             object.__setattr__(self, "embed_backend", choice.backend)
@@ -88,7 +98,8 @@ class IngestConfig:
         wf.add(specs.load(max_file_bytes=self.max_file_bytes))
         wf.add(specs.chunk(chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap))
         wf.add(specs.embed(model=self.model, window=self.window, encode_batch_size=self.batch_size,
-                           precision=self.precision, backend=self.embed_backend))
+                           precision=self.precision, backend=self.embed_backend, endpoint=self.embed_url,
+                           rpm=self.rpm, tpm=self.tpm))
         wf.add(specs.upsert(index_dir=self.index_dir))
         return wf
 
@@ -96,7 +107,10 @@ class IngestConfig:
         return {"threads": self.threads, "ranks": ranks, "batch_size": self.batch_size, "window": self.window,
                 "files_per_batch": self.files_per_batch, "backend": self.backend}
 
-    def embedder(self) -> Embedder:
+    def embedder(self) -> Embedder | EndpointEmbedder:
+        if self.embed_url is not None:
+            assert self.model is not None
+            return endpoint_embedder(self.embed_url, self.model, self.rpm, self.tpm)
         return shared_embedder(self.model, self.threads, self.precision, self.embed_backend)
 
 
@@ -264,9 +278,10 @@ def base_manifest(config: IngestConfig, ranks: int, summary: dict[str, Any],
         "fingerprint": plan_fingerprint(plan),
         "plan": plan.to_json(),
         "resources": config.resources(ranks),
-        "model": Path(embedder.path).name,
+        "model": embedder.path if config.embed_url else Path(embedder.path).name,
         "dim": embedder.dim,
         "embed_mode": {**embedder.mode.to_dict(), "auto": config.auto_choice},
+        **({"remote_usage": embedder.usage.as_dict()} if isinstance(embedder, EndpointEmbedder) else {}),
         "skipped": [asdict(s) for s in skipped],
         "versions": package_versions(),
         "cpu": cpu_summary(),  # speeds and bf16/int8 choices depend on it: compare runs on one machine only

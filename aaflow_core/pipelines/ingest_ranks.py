@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +19,8 @@ import pyarrow as pa
 
 from aaflow_core.dataplane.schemas import PATHS
 from aaflow_core.distributed import Comm
+from aaflow_core.distributed.hosts import placement, ranks_per_host, require_inputs, require_shared_dir
+from aaflow_core.operators.embed import models_loaded
 from aaflow_core.operators.load import SkippedItem
 from aaflow_core.pipelines.ingest import (
     ROW_DIGESTS, IngestConfig, IngestResult, base_manifest, no_input, resumable, run_local, summarize,
@@ -26,7 +29,7 @@ from aaflow_core.stores.faiss_store import SHARD_DIR, check_target, clear_stale,
 from aaflow_core.stores.journal import work_dir_for
 
 SKIPPED = pa.schema([("item", pa.string()), ("reason", pa.string())])
-RANK_STATS = pa.schema([("rank", pa.int32()), ("chunks", pa.int64()), ("documents", pa.int64()),
+RANK_STATS = pa.schema([("rank", pa.int32()), ("host", pa.string()), ("chunks", pa.int64()), ("documents", pa.int64()),
                         ("stats", pa.string())])
 
 
@@ -71,8 +74,11 @@ def ingest_ranks(config: IngestConfig, comm: Comm, files: Sequence[tuple[str, st
                  skipped: Sequence[SkippedItem] = ()) -> IngestResult:
     """Run on every rank of `comm`; returns the same result (manifest) on every rank."""
     root_skipped = list(skipped)
+    if comm.hosts is None:
+        placement(comm)  # so that a rank lost later is named with its host
     table, staging = plan_files(config, comm, files, root_skipped)
     try:
+        require_shared_dir(comm, staging, "the index's staging directory")  # shards, checkpoints: beside it
         manifest = build_shards(config, comm, table, staging, root_skipped)
     except BaseException:
         if comm.is_root:
@@ -89,14 +95,17 @@ def build_shards(config: IngestConfig, comm: Comm, table: pa.Table, staging: Pat
     part = comm.shard_weighted(table.column("bytes").to_numpy())
     mine = table.slice(part.start, len(part))
     my_files = list(zip(mine.column("path").to_pylist(), mine.column("source").to_pylist()))
+    sizes = mine.column("bytes").to_pylist()
     shard_dir = staging / SHARD_DIR.format(comm.rank)
     digests, documents, skipped, stats, error = ROW_DIGESTS.empty_table(), 0, [], {}, None
+    require_inputs(comm, [(p, b) for (p, _), b in zip(my_files, sizes)])  # before any rank loads the model
     try:
         if my_files:
             run = run_local(config, my_files, ranks=comm.size, upsert_dir=str(shard_dir), keep_digests=True,
                             work=rank_work(config, comm.rank), progress=False if not comm.is_root else config.progress)
             digests, documents, skipped = run.hasher.table(), run.hasher.documents, run.skipped
-            stats = {"phases_s": run.phases_s, "model_load_s": run.model_load_s, "total_s": run.total_s}
+            stats = {"phases_s": run.phases_s, "model_load_s": run.model_load_s, "total_s": run.total_s,
+                     "models_loaded": models_loaded()}
             if digests.num_rows:
                 run.writer.publish({**base_manifest(config, comm.size, run.hasher.summary(), skipped), **stats})
             else:
@@ -108,7 +117,7 @@ def build_shards(config: IngestConfig, comm: Comm, table: pa.Table, staging: Pat
     all_digests = comm.gather_table(digests)
     all_skipped = comm.gather_table(pa.Table.from_pylist([vars(s) for s in skipped], schema=SKIPPED))
     mine_stats = {**stats, "bytes_sent": comm.stats.bytes_sent}
-    per_rank = comm.gather_table(pa.table({"rank": pa.array([comm.rank], pa.int32()),
+    per_rank = comm.gather_table(pa.table({"rank": pa.array([comm.rank], pa.int32()), "host": [socket.gethostname()],
                                            "chunks": pa.array([digests.num_rows], pa.int64()),
                                            "documents": pa.array([documents], pa.int64()),
                                            "stats": [json.dumps(mine_stats)]}, schema=RANK_STATS))
@@ -128,8 +137,8 @@ def publish(config: IngestConfig, comm: Comm, staging: Path, digests: pa.Table, 
     """Rank 0: the manifest over all rows in global document order, then the atomic rename."""
     if not digests.num_rows:
         raise no_input(skipped)
-    ranks = [{"rank": r, "chunks": c, "documents": d, **json.loads(s)}
-             for r, c, d, s in zip(*per_rank.to_pydict().values())]
+    ranks = [{"rank": r, "host": h, "chunks": c, "documents": d, **json.loads(s)}
+             for r, h, c, d, s in zip(*per_rank.to_pydict().values())]
     with_rows = [r for r in ranks if r["chunks"]]
     summary = summarize(digests, documents=sum(r["documents"] for r in ranks))  # a document lives on one rank
     manifest = {
@@ -139,6 +148,7 @@ def publish(config: IngestConfig, comm: Comm, staging: Path, digests: pa.Table, 
         "model_load_s": max(r["model_load_s"] for r in with_rows),
         "total_s": max(r["total_s"] for r in with_rows),
         "per_rank": ranks,
+        "hosts": ranks_per_host([r["host"] for r in ranks]),
         "bytes_between_ranks": sum(r["bytes_sent"] for r in ranks),
     }
     publish_staging(staging, Path(config.index_dir), manifest)

@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -24,18 +25,19 @@ class Hit:
     text: str
 
 
-def index_model(index_dir: str | os.PathLike[str]) -> str | None:
-    """The model an index was built with (None: the bundled default), read from its plan."""
+def index_embedding(index_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """How the index embedded its chunks (model; endpoint and limits when remote), read from its plan."""
     plan = json.loads(read_manifest(Path(index_dir))["plan"])
     embed = next((op for op in plan["ops"] if op["kind"] == "embed"), None)
-    return json.loads(embed["params"]).get("model") if embed else None
+    params = json.loads(embed["params"]) if embed else {}
+    return {k: params[k] for k in ("model", "endpoint", "rpm", "tpm") if k in params}
 
 
 def embed_questions(index_dir: str | os.PathLike[str], questions: Sequence[str], *, threads: int = 1,
                     batch_size: int = 32) -> pa.Table:
     """(qid, embedding) rows for `questions`, embedded with the index's model in one window."""
     wf = Workflow(Resources(threads=threads))
-    wf.add(specs.embed(model=index_model(index_dir), window=max(batch_size, len(questions) or 1),
+    wf.add(specs.embed(**index_embedding(index_dir), window=max(batch_size, len(questions) or 1),
                        encode_batch_size=batch_size))
     source = pa.RecordBatch.from_pydict({"qid": pa.array(range(len(questions)), pa.int64()),
                                          "text": pa.array(list(questions), pa.string())})

@@ -25,21 +25,31 @@ def chunk(*, chunk_size: int = 1000, chunk_overlap: int = 100, name: str = "chun
 
 def embed(
     *, model: str | None = None, window: int = 256, encode_batch_size: int = 32, name: str = "embed",
-    precision: str = "fp32", backend: str = "torch",
+    precision: str = "fp32", backend: str = "torch", endpoint: str | None = None, rpm: float | None = None,
+    tpm: float | None = None,
 ) -> OpSpec:
     """`window` rows are length-sorted together and encoded `encode_batch_size` at a time.
 
     `precision` (fp32|bf16|int8) and `backend` (torch|onnx) are part of the plan, so they enter
     its fingerprint; the mode that actually ran (after any bf16 fallback) is in the manifest.
+    With `endpoint` (an OpenAI-compatible base URL) `model` names the remote model and every
+    window's requests go through `aaflow_core.remote` within `rpm`/`tpm` (the key stays out of the plan).
     """
     check_mode(precision, backend)
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        raise ConfigError("endpoint", endpoint, "must be an http:// or https:// URL")
+    if endpoint is not None and not model:
+        raise ConfigError("model", model, "name the remote embedding model (--embed-model)")
+    for field, value in (("rpm", rpm), ("tpm", tpm)):
+        if value is not None and value <= 0:
+            raise ConfigError(field, value, "must be > 0")
     if encode_batch_size < 1:
         raise ConfigError("batch_size", encode_batch_size, "must be >= 1")
     if window < encode_batch_size:
         raise ConfigError("window", window, f"must be >= batch size ({encode_batch_size})")
     return OpSpec.make(
         "embed", name, batch_size=window, model=model, encode_batch_size=encode_batch_size, precision=precision,
-        backend=backend,
+        backend=backend, **({"endpoint": endpoint, "rpm": rpm, "tpm": tpm} if endpoint is not None else {}),
     )
 
 

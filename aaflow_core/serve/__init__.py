@@ -6,11 +6,13 @@ limits and a bounded wait queue make it safe to expose (docs/serve.md).
 """
 from aaflow_core.serve.app import STATS, create_app
 from aaflow_core.serve.auth import ApiKeys, load_keys
-from aaflow_core.serve.backends import ChatBackend, ChatRequest, ChatResult, EchoChat, EmbeddingsBackend, ModelEmbeddings
+from aaflow_core.serve.backends import (
+    ChatBackend, ChatRequest, ChatResult, EchoChat, EmbeddingsBackend, HashEmbeddings, ModelEmbeddings,
+)
 from aaflow_core.serve.limits import ServeLimits, ServerStats
 from aaflow_core.serve.thread import ServerThread
 
 __all__ = [
-    "STATS", "ApiKeys", "ChatBackend", "ChatRequest", "ChatResult", "EchoChat", "EmbeddingsBackend", "ModelEmbeddings",
-    "ServeLimits", "ServerStats", "ServerThread", "create_app", "load_keys",
+    "STATS", "ApiKeys", "ChatBackend", "ChatRequest", "ChatResult", "EchoChat", "EmbeddingsBackend", "HashEmbeddings",
+    "ModelEmbeddings", "ServeLimits", "ServerStats", "ServerThread", "create_app", "load_keys",
 ]

@@ -82,3 +82,26 @@ class ModelEmbeddings:
     async def embed(self, texts: list[str]) -> np.ndarray:
         async with self._lock:  # one forward pass at a time: the model already uses every thread
             return await asyncio.to_thread(self.embedder.encode, texts, self.batch_size)
+
+
+class HashEmbeddings:
+    """Deterministic vectors from each text's SHA-256 (no model), with `item_s` of service time per text.
+
+    What remote-path tests and benchmarks need: a vector that depends on the text alone, so
+    two clients can be compared bit for bit, at the cost a hosted endpoint charges per item.
+    """
+
+    def __init__(self, dim: int = 64, item_s: float = 0.0) -> None:
+        self.dim = dim
+        self.item_s = item_s
+
+    def vector(self, text: str) -> np.ndarray:
+        import hashlib
+
+        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+        return np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        if self.item_s:
+            await asyncio.sleep(self.item_s * len(texts))
+        return np.stack([self.vector(t) for t in texts])

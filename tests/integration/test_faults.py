@@ -6,16 +6,14 @@ must return exactly what a fault-free run returns; after the last attempt the er
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from aaflow_core.concurrency import RetryPolicy
 from aaflow_core.errors import RemoteCallError
-from aaflow_core.operators.generate import GenerateOperator, openai_retryable
+from aaflow_core.operators.generate import GenerateOperator
 from aaflow_core.operators.remote_embed import RemoteEmbedder
+from aaflow_core.remote import Retries
 from aaflow_core.serve import EchoChat, ServerThread, create_app
 from aaflow_core.serve.backends import ChatRequest, ModelEmbeddings
 from aaflow_core.serve.faults import FAULT_KINDS, Fault, script
@@ -32,25 +30,8 @@ def fault(kind: str) -> Fault:
     return Fault(kind, status=502 if kind == "5xx" else 503, retry_after_s=RETRY_AFTER_S, stall_s=2 * TIMEOUT_S)
 
 
-@dataclass(frozen=True)
-class RecordedRetry(RetryPolicy):
-    """The real policy, plus a record of each wait it chose (counted, not timed)."""
-
-    waits: list[float] = field(default_factory=list, compare=False)
-
-    def _wait(self):  # noqa: ANN202 - tenacity's wait callable
-        inner = super()._wait()
-
-        def wait(state):  # noqa: ANN001, ANN202
-            seconds = inner(state)
-            self.waits.append(seconds)
-            return seconds
-
-        return wait
-
-
-def policy(attempts: int = 4) -> RecordedRetry:
-    return RecordedRetry(attempts=attempts, initial_s=0.01, max_s=2.0, jitter_s=0.01, retry_on=openai_retryable)
+def policy(attempts: int = 4) -> Retries:
+    return Retries(attempts=attempts, initial_s=0.01, max_s=2.0, jitter_s=0.01)
 
 
 @pytest.fixture(scope="module")
@@ -67,38 +48,37 @@ def test_remote_embeddings_survive_each_fault_with_identical_vectors(kind, refer
     retry = policy()
     with ServerThread(app) as server:
         with RemoteEmbedder(base_url=server.base_url, model="m", batch_size=3, max_in_flight=1,
-                            timeout_s=TIMEOUT_S, retry=retry) as remote:
+                            timeout_s=TIMEOUT_S, retries=retry) as remote:
             vectors = remote.embed(TEXTS)
+            usage = remote.usage
     assert np.array_equal(vectors, reference) and vectors.dtype == np.float32
     assert plan.seen == [kind, kind, "ok", "ok"]
-    assert remote.stats[0].calls == 2 and remote.stats[0].attempts == 4
-    if kind == "429":
-        assert all(w >= RETRY_AFTER_S for w in retry.waits)  # Retry-After honoured
-    else:
-        assert all(w < RETRY_AFTER_S for w in retry.waits)  # bounded backoff, no hint
+    assert usage.requests == 4 and usage.retries == 2 and usage.rejections == (2 if kind == "429" else 0)
 
 
 def test_after_the_last_retry_each_item_fails_by_name_and_the_rest_is_kept(reference):
     app = create_app(embeddings=ModelEmbeddings(threads=2))
-    plan = script(app, [fault("5xx")] * 3)
+    plan = script(app, [fault("5xx")] * 5)  # two calls of 3 attempts: one meets 3 faults, the other 2 and then "ok"
     with ServerThread(app) as server:
         with RemoteEmbedder(base_url=server.base_url, model="m", batch_size=3, max_in_flight=1,
-                            retry=policy(attempts=3)) as remote:
-            results = remote.embed(TEXTS, return_exceptions=True)  # call 1 meets the 3 faults, call 2 none
-    assert plan.seen == ["5xx"] * 3 + ["ok"]
-    errors = results[:3]
-    assert all(isinstance(e, RemoteCallError) and e.attempts == 3 for e in errors)
-    assert [e.item for e in errors] == [f"text {t[:60]!r}" for t in TEXTS[:3]]
-    assert np.array_equal(np.stack(results[3:]), reference[3:])
+                            retries=policy(attempts=3)) as remote:
+            results = remote.embed(TEXTS, return_exceptions=True)
+    assert sorted(plan.seen) == ["5xx"] * 5 + ["ok"]
+    failed = [i for i, r in enumerate(results) if isinstance(r, RemoteCallError)]
+    assert failed in ([0, 1, 2], [3, 4, 5])  # a retry yields its slot while it backs off: either call may meet them
+    assert all(results[i].attempts == 3 for i in failed)
+    assert [results[i].item for i in failed] == [f"text {TEXTS[i][:60]!r}" for i in failed]
+    kept = [i for i in range(len(TEXTS)) if i not in failed]
+    assert np.array_equal(np.stack([results[i] for i in kept]), reference[kept])
 
 
 def test_without_return_exceptions_the_first_failed_item_is_named(reference):
     app = create_app(embeddings=ModelEmbeddings(threads=2))
-    script(app, [fault("5xx")] * 2)
+    script(app, [fault("5xx")] * 4)  # both calls fail; the error names the first item
     with ServerThread(app) as server:
         with RemoteEmbedder(base_url=server.base_url, model="m", batch_size=3, max_in_flight=1,
-                            retry=policy(attempts=2)) as remote:
-            with pytest.raises(RemoteCallError, match="text 'How do I parse JSON[?]': failed after 2 attempt.*502"):
+                            retries=policy(attempts=2)) as remote:
+            with pytest.raises(RemoteCallError, match="text 'How do I parse JSON[?]' .*: failed after 2 attempt.*502"):
                 remote.embed(TEXTS)
 
 
@@ -122,4 +102,4 @@ def test_generate_openai_backend_survives_each_fault(kind):
             op.close()
     expected = [EchoChat().answer(ChatRequest("m", c, 64)).content for c in op.conversations(batch)]
     assert answers == expected
-    assert plan.seen == [kind, kind, "ok", "ok", "ok"] and op.batcher_stats[0].attempts == 5
+    assert plan.seen == [kind, kind, "ok", "ok", "ok"] and op.usage.requests == 5 and op.usage.retries == 2

@@ -7,7 +7,6 @@ from aaflow_core.cli.main import EXIT_FAILED, main
 from aaflow_core.cli.serve_llm import is_loopback
 from aaflow_core.errors import ConfigError
 from aaflow_core.models.llm import DEFAULT_TEMPLATE, LENGTH_BUCKET, bucket, render_prompt
-from aaflow_core.operators.generate import retry_after_s
 from aaflow_core.plan import Workflow, specs
 from aaflow_core.plan.workflow import plan_fingerprint
 
@@ -35,16 +34,6 @@ def test_bucket_depends_on_the_prompt_length_alone():
     assert bucket(1) == bucket(LENGTH_BUCKET) == LENGTH_BUCKET
     assert bucket(LENGTH_BUCKET + 1) == 2 * LENGTH_BUCKET
     assert bucket(0) == LENGTH_BUCKET
-
-
-def test_retry_after_header_is_read():
-    class Response:
-        headers = {"retry-after": "1.5"}
-
-    class Err(Exception):
-        response = Response()
-
-    assert retry_after_s(Err()) == 1.5 and retry_after_s(ValueError()) is None
 
 
 def test_serve_llm_refuses_non_loopback_without_allow_remote(capsys):

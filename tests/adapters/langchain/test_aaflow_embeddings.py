@@ -62,3 +62,13 @@ def test_accelerated_refuses_what_it_cannot_reproduce(hf_embeddings: Any) -> Non
     with pytest.raises(ConfigError) as info:
         AAFlowEmbeddings(precision="auto", backend="torch")
     assert info.value.field == "backend"
+
+
+def test_a_retriever_over_aaflow_embeddings_batches_with_stock_documents(corpus_docs: list[Document]) -> None:
+    from aaflow_adapters.langchain import AAFlowRunnable
+
+    fast = AAFlowEmbeddings(**EXACT)
+    retriever = FAISS.from_documents(corpus_docs[:40], fast).as_retriever(search_kwargs={"k": 3})
+    questions = ["How do I decode JSON?", "split a shell command line", "wildcard filename matching"]
+    stock = retriever.batch(questions)
+    assert AAFlowRunnable(retriever).batch(questions) == stock

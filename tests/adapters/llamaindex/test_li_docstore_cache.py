@@ -160,7 +160,7 @@ def test_transform_error_keeps_its_type_and_names_the_step():
                                    docstore_strategy=DocstoreStrategy.DUPLICATES_ONLY)
     with pytest.raises(RuntimeError, match="boom") as info:
         pipe.run(documents=[Document(text="Some text. " * 20, doc_id="1")])
-    assert any("1-Raising" in note and "on 1" in note for note in info.value.__notes__)
+    assert any("transformations[1] (Raising)" in note and "of 1" in note for note in info.value.__notes__)
     assert pipe.docstore.get_node("1", raise_error=False) is None
     with pytest.raises(RuntimeError, match="boom"):
         asyncio.run(pipe.arun(documents=[Document(text="Other text. " * 20, doc_id="2")]))
