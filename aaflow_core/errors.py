@@ -96,3 +96,7 @@ class EndpointError(AAFlowError):
         self.url = url
         self.body = body  # the parsed error body, when the server sent JSON
         self.timed_out = timed_out
+
+
+class CheckpointError(AAFlowError):
+    """A checkpoint directory cannot be resumed: made for another job, damaged, or in use; names what."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.checkpoint_bench import case_checkpoint
 from benchmarks.harness import Pool, median, side_by_side, speedup
 
 LC, LI, NATIVE = "benchmarks.langchain_bench", "benchmarks.llamaindex_bench", "benchmarks.ingest"
@@ -361,4 +362,5 @@ CASES: dict[str, Callable[[Config, Pool, Callable[[str], None]], dict[str, Any]]
     "ingest": case_ingest, "remote": case_remote, "rag": case_rag, "scaling": case_scaling,
     "determinism": case_determinism, "agents": case_agents, "chain": case_chain,
     "lc-embed": case_lc_embed, "agent_memory": case_agent_memory,
+    "checkpoint": case_checkpoint,
 }

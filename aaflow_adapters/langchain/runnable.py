@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
 
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langchain_core.runnables.base import RunnableBindingBase
@@ -24,6 +25,7 @@ from aaflow_core.distributed import Comm
 from aaflow_core.remote.batches import BatchLimits
 from aaflow_adapters.errors import UnknownOptionError
 from aaflow_adapters.langchain.batch_api import BatchRunUsage, batch_api_run
+from aaflow_adapters.langchain.checkpoint import checkpoint_dir, checkpointed, checkpointed_batch
 from aaflow_adapters.langchain.checks import as_runnable
 from aaflow_adapters.langchain.graphs import PerInputStage, each_async, each_sync
 from aaflow_adapters.langchain.mpi import batch_on_ranks
@@ -69,6 +71,11 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
     def last_batch_usage(self) -> BatchRunUsage | None:
         """What the last remote="batch-api" call sent as batch lines vs synchronous requests."""
         return self._batch_usage
+    checkpoint: Optional[Union[str, Path]] = None
+    """A directory: `batch` commits each finished output there and, called again after a crash, runs
+    only the unfinished inputs (see checkpoint.py; per call: configurable "aaflow_checkpoint")."""
+    progress: bool = False
+    """A tqdm bar over a checkpointed batch, counting resumed inputs separately."""
 
     def __init__(self, runnable: Any = _UNSET, /, **kwargs: Any) -> None:
         """`runnable` (or `bound=`): a Runnable, or a callable or dict that LCEL coerces to one."""
@@ -194,15 +201,28 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
                                   lambda xs, cs: self._batch_here(xs, cs, return_exceptions, kwargs, loop))
         return self._batch_here(inputs, config, return_exceptions, kwargs, loop)
 
+    def _batch_api(self, inputs: list[Any], config: RunnableConfig | Sequence[RunnableConfig] | None,
+                   return_exceptions: bool, kwargs: Mapping[str, Any]) -> list[Any]:
+        root, configs, _ = self._prepare(len(inputs), config, kwargs)
+        outputs, self._batch_usage = batch_api_run(
+            root, inputs, configs, return_exceptions=return_exceptions, limits=self.batch_limits,
+            ledger=self.batch_dir, progress=self.batch_progress, max_wait_s=self.batch_max_wait_s)
+        return outputs
+
     def _batch_here(self, inputs: list[Any], config: RunnableConfig | Sequence[RunnableConfig] | None,
                     return_exceptions: bool, kwargs: Mapping[str, Any],
                     loop: asyncio.AbstractEventLoop | None) -> list[Any]:
+        work = checkpoint_dir(self.checkpoint, get_config_list(config, len(inputs)), Comm.for_ranks(self.ranks))
+        if work is not None:
+            def run_missing(xs: list[Any], cs: Sequence[RunnableConfig]) -> Iterator[tuple[int, Any]]:
+                if self.remote == "batch-api":
+                    return enumerate(self._batch_api(xs, cs, True, kwargs))
+                return self._run(xs, cs, True, kwargs, loop)
+
+            return checkpointed_batch(self, work, inputs, config, kwargs, return_exceptions=return_exceptions,
+                                      progress=self.progress, run_missing=run_missing)
         if self.remote == "batch-api":
-            root, configs, _ = self._prepare(len(inputs), config, kwargs)
-            outputs, self._batch_usage = batch_api_run(
-                root, inputs, configs, return_exceptions=return_exceptions, limits=self.batch_limits,
-                ledger=self.batch_dir, progress=self.batch_progress, max_wait_s=self.batch_max_wait_s)
-            return outputs
+            return self._batch_api(inputs, config, return_exceptions, kwargs)
         outputs: list[Any] = [None] * len(inputs)
         for i, out in self._run(inputs, config, return_exceptions, kwargs, loop):
             outputs[i] = out
@@ -212,7 +232,8 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
                      return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
         if not inputs:
             return []
-        if Comm.for_ranks(self.ranks).size > 1 or self.remote == "batch-api":
+        checkpointing = checkpoint_dir(self.checkpoint, get_config_list(config, len(inputs)), Comm()) is not None
+        if Comm.for_ranks(self.ranks).size > 1 or checkpointing or self.remote == "batch-api":
             return await run_in_executor(None, self._batch, inputs, config, return_exceptions, kwargs,
                                          asyncio.get_running_loop())
         outputs: list[Any] = [None] * len(inputs)
@@ -226,6 +247,11 @@ class AAFlowRunnable(RunnableBindingBase[Any, Any]):
             return
         if Comm.for_ranks(self.ranks).size > 1:  # outputs arrive together, after the exchange
             yield from enumerate(self.batch(list(inputs), config, return_exceptions=return_exceptions, **kwargs))
+            return
+        if (work := checkpoint_dir(self.checkpoint, get_config_list(config, len(inputs)), Comm())) is not None:
+            yield from checkpointed(self, work, inputs, config, kwargs, return_exceptions=return_exceptions,
+                                    progress=self.progress,
+                                    run_missing=lambda xs, cs: self._run(xs, cs, True, kwargs, per_input=True))
             return
         yield from self._run(inputs, config, return_exceptions, kwargs, per_input=True)
 

@@ -24,6 +24,7 @@ from aaflow_core.errors import AAFlowError, ConfigError
 from aaflow_core.remote import shared_client
 
 from aaflow_adapters.llamaindex.cache import CacheTap, StepRecord
+from aaflow_adapters.llamaindex.checkpoint import EmbeddingCheckpoint, checkpointed
 from aaflow_adapters.llamaindex.locality import is_embedding
 from aaflow_adapters.llamaindex.nodes import EMBEDDING, NodeTable, source_batches
 from aaflow_adapters.llamaindex.remote import routed
@@ -50,6 +51,7 @@ class EngineOptions:
     backend: str = "threads"
     workers: int = 1
     queue_capacity: int = 4
+    checkpoint: str | None = None  # a directory: embeddings committed per micro-batch (checkpoint.py)
 
     def __post_init__(self) -> None:
         if self.parity and self.embed_batch_size is not None:
@@ -135,15 +137,16 @@ def _embed_caller(model: BaseEmbedding, opts: EngineOptions, kwargs: dict[str, A
     """(caller, window rows, windows in flight) for one embedding step."""
     target, size, concurrency, window = embed_settings(model, opts)
     lean = None if is_local(model) else routed(target, opts.embed_concurrency)
+    store = None if opts.checkpoint is None else stack.enter_context(EmbeddingCheckpoint(opts.checkpoint, target))
     if lean is not None:  # sync run and arun alike: on the remote client's loop, under its limiter
         window = size if opts.parity else size * REQUESTS_PER_WINDOW
-        caller = EmbedCaller(lean, batch_size=size, concurrency=window // size, run_coro=shared_client().run,
-                             pool=None, kwargs=kwargs)
+        caller = EmbedCaller(checkpointed(lean, store), batch_size=size, concurrency=window // size,
+                             run_coro=shared_client().run, pool=None, kwargs=kwargs)
         return caller, window, WINDOWS_IN_FLIGHT
     pool = None
     if run_coro is None:  # sync run: the model's sync API on a pool, driven by a private loop
         run_coro = stack.enter_context(LoopThread("aaflow-llamaindex-embed")).run
         pool = stack.enter_context(ThreadPoolExecutor(concurrency, thread_name_prefix="aaflow-embed"))
-    caller = EmbedCaller(target, batch_size=size, concurrency=concurrency, run_coro=run_coro, pool=pool,
-                         kwargs=kwargs)
+    caller = EmbedCaller(checkpointed(target, store), batch_size=size, concurrency=concurrency, run_coro=run_coro,
+                         pool=pool, kwargs=kwargs)
     return caller, window, 1

@@ -33,6 +33,7 @@ from aaflow_core.errors import AAFlowError
 
 from aaflow_adapters.errors import NotADocumentError, a_type, user_error
 from aaflow_adapters.llamaindex.cache import StepCache
+from aaflow_adapters.llamaindex.checkpoint import rank_dir
 from aaflow_adapters.llamaindex.docstore import HashedInput, duplicate_choice, ref_id, snapshot, upsert_choice
 from aaflow_adapters.llamaindex.engine import EngineOptions
 from aaflow_adapters.llamaindex.mpi import run_on_ranks
@@ -82,12 +83,15 @@ class AAFlowIngestionPipeline(IngestionPipeline):
     batch_chars: int = Field(default=100_000, description="Characters of input per streamed batch.")
     backend: str = Field(default="threads", description="aaflow executor backend: threads or serial.")
     ranks: Union[int, str] = Field(default="auto", description="MPI ranks: 'auto' = the mpiexec job, 1 = this process.")
+    checkpoint: Optional[str] = Field(default=None, description="Directory: embeddings committed per micro-batch; "
+                                      "a rerun after a crash embeds only the rest (checkpoint.py).")
     _last_run: Optional[RunStats] = PrivateAttr(default=None)
 
     def __init__(self, *args: Any, parity: bool = False, embed_batch_size: Optional[int] = None,
                  embed_concurrency: Optional[int] = None, batch_chars: int = 100_000, backend: str = "threads",
-                 ranks: Union[int, str] = "auto", **kwargs: Any) -> None:
+                 ranks: Union[int, str] = "auto", checkpoint: Optional[str] = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.checkpoint = None if checkpoint is None else str(checkpoint)
         EngineOptions(parity, embed_batch_size, embed_concurrency, batch_chars, backend)  # validate once
         Comm.for_ranks(ranks)  # a bad value, or N ranks asked outside an N-rank job
         self.ranks = ranks
@@ -100,7 +104,8 @@ class AAFlowIngestionPipeline(IngestionPipeline):
 
     def _options(self, num_workers: Optional[int]) -> EngineOptions:
         return EngineOptions(self.parity, self.embed_batch_size, self.embed_concurrency, self.batch_chars,
-                             self.backend, workers=max(1, num_workers or 1))
+                             self.backend, workers=max(1, num_workers or 1),
+                             checkpoint=rank_dir(self.checkpoint, Comm.for_ranks(self.ranks)))
 
     def _prepare_inputs(self, documents: Optional[Sequence[Document]],
                         nodes: Optional[Sequence[BaseNode]]) -> Sequence[BaseNode]:
