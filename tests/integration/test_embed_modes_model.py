@@ -107,7 +107,7 @@ def test_ingest_records_mode_and_opt_in_accuracy_in_the_manifest(small_corpus: P
 
 
 def test_openvino_ir_is_converted_once_into_the_cache_folder(onnx_cache: Path) -> None:
-    model = shared_embedder(None, 2, "fp32", "openvino")
+    model = build_embedder(None, backend="openvino", threads=2)  # not the process-wide one: it may predate the fixture
     ir = Path(model.model_file)  # type: ignore[attr-defined]
     assert ir.is_relative_to(onnx_cache / "openvino") and sorted(p.name for p in ir.parent.iterdir()) == ["model.bin", "model.xml"]
     again = build_embedder(None, backend="openvino", threads=2)
