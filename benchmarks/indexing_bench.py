@@ -98,8 +98,8 @@ def main() -> None:
                                                                                    embed_workers=workers)
         floor = asyncio.run(bare_floor(url, [d.page_content for d in docs]))
     out: dict[str, Any] = {"chunks": args.chunks, "latency_s": args.latency, "chunk_size": 16, "batch_size": 100,
-                           "embedding_path": "embed_matrix -> OpenAIEmbeddings.embed_documents (sync, one request "
-                                             "at a time per index batch); batches overlapped by aaflow",
+                           "embedding_path": "embed_matrix -> lean_openai.embed_lean: OpenAIEmbeddings' own "
+                                             "requests through aaflow_core.remote, all in flight; batches overlapped",
                            "bare_aiohttp_floor_s": round(floor, 3), "sides": {}}
     for name, (wall, result, keys, contents) in runs.items():
         same = (result == stock[1] and keys == stock[2] and contents[:2] == stock[3][:2]
