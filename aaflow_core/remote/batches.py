@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from aaflow_core.errors import ConfigError, EndpointError
 from aaflow_core.remote.config import Endpoint
 from aaflow_core.remote.limiter import retry_after_s
+from aaflow_core.stores.journal import write_durably
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 
@@ -70,20 +70,6 @@ def split(encoded: list[bytes], limits: BatchLimits) -> Iterator[tuple[int, int]
         size += len(line)
     if start < len(encoded):
         yield start, len(encoded)
-
-
-def _durable_write(path: Path, data: bytes) -> None:
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    with open(partial, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -189,4 +175,4 @@ class BatchJobs:
     def _save(self, key: str, state: dict[str, Any]) -> None:
         if self.ledger is not None:
             self.ledger.mkdir(parents=True, exist_ok=True)
-            _durable_write(self.ledger / f"{key}.json", json.dumps(state).encode())
+            write_durably(self.ledger / f"{key}.json", json.dumps(state).encode())

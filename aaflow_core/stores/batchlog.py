@@ -24,20 +24,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aaflow_core.errors import CheckpointError
-from aaflow_core.stores.journal import JOURNAL_FILE, LOCK_FILE, PART_FILE, file_sha256, fsync_dir
+from aaflow_core.stores.journal import JOURNAL_FILE, LOCK_FILE, PART_FILE, file_sha256, fsync_dir, write_durably
 
 FORMAT = "aaflow-batchlog/1"
-
-
-def write_durably(path: Path, data: bytes) -> None:
-    """`data` at `path`, complete or not at all (temporary name, fsync, rename, fsync the folder)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.rename(path)
-    fsync_dir(path.parent)
 
 
 class BatchLog:

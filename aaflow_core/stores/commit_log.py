@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aaflow_core.errors import IndexDirError
-from aaflow_core.stores.journal import fsync_dir
+from aaflow_core.stores.journal import fsync_dir, write_durably
 
 FORMAT = "aaflow-commit-log/1"
 MANIFEST = "manifest.json"
@@ -38,17 +38,6 @@ def _snapshot(gen: int) -> str:
 
 def _log(gen: int) -> str:
     return f"log-{gen:06d}.arrows"
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    """Write `data` to `path` by a fsync'd temporary file and an atomic rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 class CommitLog:
@@ -75,7 +64,7 @@ class CommitLog:
             if any(p.name not in ("lock",) for p in self.path.iterdir()):
                 self.close()
                 raise IndexDirError(f"{self.path}: not empty and not an aaflow commit log; refusing to use it")
-            _write_durably(manifest, json.dumps({"format": FORMAT, "generation": 0, "meta": meta}).encode())
+            write_durably(manifest, json.dumps({"format": FORMAT, "generation": 0, "meta": meta}).encode())
             return 0, meta
         body = json.loads(manifest.read_text())
         if body.get("format") != FORMAT:
@@ -133,7 +122,7 @@ class CommitLog:
         os.replace(tmp, self.path / _snapshot(gen))
         (self.path / _log(gen)).touch()
         fsync_dir(self.path)
-        _write_durably(self.path / MANIFEST,
+        write_durably(self.path / MANIFEST,
                        json.dumps({"format": FORMAT, "generation": gen, "meta": self.meta}).encode())
         self._log.close()
         self.generation, self.commits = gen, 0
