@@ -143,7 +143,7 @@ class Planner:
         if self.dest.kind != "store":
             try:
                 present = [False] * len(ids) if self.force_update else self.guess(ids)
-            except Exception:  # noqa: BLE001 - only a guess (e.g. sqlite :memory: on another thread)
+            except Exception:  # noqa: BLE001 - only a guess: commit decides on the record manager
                 present = [False] * len(ids)
             batch.guessed = [i for i, (uid, p) in enumerate(zip(ids, present, strict=True))
                              if uid not in self.written and (self.force_update or not p)]

@@ -6,7 +6,9 @@ batch waits for all of it. Here three aaflow stages run side by side:
 
 1. plan (aaflow's source thread): read `docs_source` lazily, hash each batch with stock's own
    helpers, and guess which documents stock will (re)index: not written earlier in this run and
-   not in the record manager (a read-only guess; any error there means "embed them all");
+   not in the record manager (a read-only guess; any error there means "embed them all"). The
+   guess's `exists` runs on the caller's thread (handed over, caller_thread.py) or loop, as
+   every record-manager call does: some record managers are bound to their thread;
 2. embed (aaflow map stage, several batches in flight for remote models): the guessed
    documents of a batch in one call through the adapter's embedding path (`embed_matrix`), the
    same call composition `add_documents` makes, so the same vectors;
@@ -36,6 +38,7 @@ from langchain_core.vectorstores import VectorStore
 
 from aaflow_core import Executor, Resources, Workflow, bind
 from aaflow_core.errors import ConfigError
+from aaflow_adapters.langchain.caller_thread import CallerThread
 from aaflow_adapters.langchain.index_steps import Batch, Calls, Committer, Destination, Planner
 
 KeyEncoder = Literal["sha1", "sha256", "sha512", "blake2b"] | Callable[[Document], str]
@@ -109,16 +112,18 @@ def index(
     docs = _docs(docs_source)
     commit = Committer(Calls(record_manager, dest, asynchronous=False), record_manager.get_time(), cleanup,
                        cleanup_batch_size, force_update)
+    caller = CallerThread()  # the planner's `exists` runs on this thread, as every record-manager call
     planner = Planner(batch_size, key_encoder, source_id_key, force_update, dest,
-                      guess=lambda ids: record_manager.exists(ids))
+                      guess=lambda ids: caller.call(record_manager.exists, ids))
     wf = _workflow(planner, dest, workers)
     with Executor(bind(wf.compile(), wf.functions), backend="threads", queue_capacity=max(4, workers)) as ex:
         out = ex.run(_seq_batches(planner.plan(docs)))
         try:
-            for batch in out:
+            for batch in caller.iterate(out):
                 for seq in batch.column(SEQ).to_pylist():
                     _run_sync(commit(planner.take(seq)))
         finally:
+            caller.close()
             out.close()
     return _run_sync(commit.finish())
 
