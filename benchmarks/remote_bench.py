@@ -103,8 +103,7 @@ def main() -> int:
     ap.add_argument("--case", choices=("all", "llamaindex", "ratelimit"), default="all")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "remote.json")
     args = ap.parse_args()
-    report: dict[str, Any] = {"machine": machine(), "env": prepare_env(), "note": "shared 2-core machine, loaded "
-                              "by other agents while measuring"}
+    report: dict[str, Any] = {"machine": machine(), "env": prepare_env()}  # machine() records the load average
     with Pool() as pool:
         if args.case in ("all", "llamaindex"):
             report["llamaindex"] = llamaindex_case(pool, args.repeats, args.pages)
