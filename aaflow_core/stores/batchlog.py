@@ -13,9 +13,7 @@ header for another job, raises CheckpointError and touches nothing.
 """
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aaflow_core.errors import CheckpointError
-from aaflow_core.stores.journal import JOURNAL_FILE, LOCK_FILE, PART_FILE, file_sha256, fsync_dir, write_durably
+from aaflow_core.stores.journal import (
+    JOURNAL_FILE, LOCK_FILE, PART_FILE, append_line_durably, file_sha256, lock_exclusively, publish_durably, unlock,
+    write_durably,
+)
 
 FORMAT = "aaflow-batchlog/1"
 
@@ -45,12 +46,8 @@ class BatchLog:
         if not (self.work / JOURNAL_FILE).exists():
             self._refuse_foreign()
         self.work.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.work / LOCK_FILE, "a")
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            raise CheckpointError(f"{self.work}: another process is using this checkpoint") from None
+        self._lock = lock_exclusively(self.work / LOCK_FILE,
+                                      CheckpointError(f"{self.work}: another process is using this checkpoint"))
         try:
             self.resumed = (self.work / JOURNAL_FILE).exists()
             if self.resumed:
@@ -139,17 +136,9 @@ class BatchLog:
         """Make `table` durable as the next part; only then does the journal name it."""
         index = len(self.parts)
         path = self.work / PART_FILE.format(index)
-        tmp = path.with_name(path.name + ".tmp")
-        pq.write_table(table, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        tmp.rename(path)
-        fsync_dir(self.work)
+        publish_durably(path, lambda tmp: pq.write_table(table, tmp))
         entry = {"index": index, "rows": table.num_rows, "sha256": file_sha256(path)}
-        with open(self.journal, "a") as f:
-            f.write(json.dumps(entry, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_line_durably(self.journal, entry)
         self.parts.append(entry)
 
     def tables(self) -> Iterator[pa.Table]:
@@ -163,9 +152,7 @@ class BatchLog:
                                       f"damaged (delete {self.work} to start over)") from exc
 
     def close(self) -> None:
-        if not self._lock.closed:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
-            self._lock.close()
+        unlock(self._lock)
 
     def __enter__(self) -> "BatchLog":
         return self

@@ -12,7 +12,6 @@ Layout: `manifest.json` (format, generation, the owner's `meta`), `snapshot-<gen
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -25,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aaflow_core.errors import IndexDirError
-from aaflow_core.stores.journal import fsync_dir, write_durably
+from aaflow_core.stores.journal import fsync_dir, lock_exclusively, publish_durably, unlock, write_durably
 
 FORMAT = "aaflow-commit-log/1"
 MANIFEST = "manifest.json"
@@ -47,12 +46,8 @@ class CommitLog:
         self.path = Path(path)
         self.schema = schema
         self.path.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.path / "lock", "a+")
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            raise IndexDirError(f"{self.path}: already open in another store (lock held)") from None
+        self._lock = lock_exclusively(self.path / "lock",
+                                      IndexDirError(f"{self.path}: already open in another store (lock held)"))
         self.generation, self.meta = self._open_manifest(meta)
         self._drop_other_generations()
         self.commits = 0  # log frames since the last snapshot
@@ -113,13 +108,13 @@ class CommitLog:
     def compact(self, batches: Iterable[pa.RecordBatch]) -> None:
         """Make `batches` (the whole current state) the new snapshot and start an empty log."""
         gen = self.generation + 1
-        tmp = self.path / (_snapshot(gen) + ".tmp")
-        with pq.ParquetWriter(tmp, self.schema, write_statistics=False) as writer:
-            for batch in batches:
-                writer.write_batch(batch)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path / _snapshot(gen))
+
+        def write(tmp: Path) -> None:
+            with pq.ParquetWriter(tmp, self.schema, write_statistics=False) as writer:
+                for batch in batches:
+                    writer.write_batch(batch)
+
+        publish_durably(self.path / _snapshot(gen), write)
         (self.path / _log(gen)).touch()
         fsync_dir(self.path)
         write_durably(self.path / MANIFEST,
@@ -133,6 +128,4 @@ class CommitLog:
         """Release the directory (idempotent); everything committed is already on disk."""
         if getattr(self, "_log", None) is not None and not self._log.closed:
             self._log.close()
-        if not self._lock.closed:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
-            self._lock.close()
+        unlock(self._lock)

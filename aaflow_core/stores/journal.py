@@ -13,10 +13,10 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -43,15 +43,46 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_durably(path: Path, data: bytes) -> None:
-    """`data` at `path`, complete or not at all: a temporary name (per process), fsync, rename, fsync the folder."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
+def publish_durably(path: Path, write: Callable[[Path], None]) -> None:
+    """What `write(tmp)` puts at `path.tmp` becomes `path`, complete or not at all (fsync, rename, fsync the
+    folder). The temporary name starts like the final one, so a checkpoint's cleanup of stale parts finds it."""
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+def write_durably(path: Path, data: bytes) -> None:
+    """`data` at `path`, complete or not at all."""
+    publish_durably(path, lambda tmp: tmp.write_bytes(data))
+
+
+def append_line_durably(path: Path, entry: dict[str, Any]) -> None:
+    """One JSON line appended to a journal and fsync'd: the commit point of a part."""
+    with open(path, "a") as f:
+        f.write(json.dumps(entry, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def lock_exclusively(path: Path, error: Exception) -> IO[str]:
+    """An open lock file holding an exclusive flock, so one process owns a folder; raises `error` if taken."""
+    lock = open(path, "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise error from None
+    return lock
+
+
+def unlock(lock: IO[str]) -> None:
+    """Release a `lock_exclusively` lock (idempotent)."""
+    if not lock.closed:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
 
 
 def file_sha256(path: Path) -> str:
@@ -98,12 +129,8 @@ class Journal:
         self.recovered = 0  # parts found intact when resuming
         existing = check_checkpoint(work, resume=resume, discard=discard)
         work.mkdir(parents=True, exist_ok=True)
-        self._lock = open(work / LOCK_FILE, "a")
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            raise IndexDirError(f"{work}: another aaflow process is ingesting into this index") from None
+        self._lock = lock_exclusively(work / LOCK_FILE,
+                                      IndexDirError(f"{work}: another aaflow process is ingesting into this index"))
         if existing and resume:
             self._recover()
         else:
@@ -142,30 +169,20 @@ class Journal:
         self.recovered = len(self.parts)
 
     def _write_lines(self, entries: list[dict[str, Any]]) -> None:
-        tmp = self.work / (JOURNAL_FILE + ".tmp")
-        with open(tmp, "w") as f:
-            f.write("".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.rename(self.work / JOURNAL_FILE)
-        fsync_dir(self.work)
+        write_durably(self.work / JOURNAL_FILE, "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries).encode())
 
     def commit(self, batch: pa.RecordBatch) -> Part:
         """Make `batch` durable as the next part; only then does the journal name it."""
         index = len(self.parts)
         path = self.work / PART_FILE.format(index)
-        tmp = path.with_suffix(".tmp")
-        with pq.ParquetWriter(tmp, batch.schema) as writer:
-            writer.write_batch(batch)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        tmp.rename(path)
-        fsync_dir(self.work)
+
+        def write(tmp: Path) -> None:
+            with pq.ParquetWriter(tmp, batch.schema) as writer:
+                writer.write_batch(batch)
+
+        publish_durably(path, write)
         part = Part(index, batch.num_rows, file_sha256(path), ids_sha256(batch.column("chunk_id")))
-        with open(self.work / JOURNAL_FILE, "a") as f:
-            f.write(json.dumps(asdict(part), sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_line_durably(self.work / JOURNAL_FILE, asdict(part))
         self.parts.append(part)
         return part
 
@@ -176,9 +193,7 @@ class Journal:
             yield from table.combine_chunks().to_batches(max_chunksize=max(1, table.num_rows))
 
     def close(self) -> None:
-        if not self._lock.closed:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
-            self._lock.close()
+        unlock(self._lock)
 
     def remove(self) -> None:
         """Delete the checkpoint: the job is published (or had nothing worth keeping)."""
