@@ -23,6 +23,9 @@ from aaflow_core.errors import AAFlowError, ConfigError, MissingDependencyError,
 # Seconds a rank waits at a collective check for the others before it calls them lost (unset: forever).
 RANK_TIMEOUT_ENV = "AAFLOW_RANK_TIMEOUT"
 _ARRIVE, _GO = 7101, 7102  # point-to-point tags of that check
+# Seconds between writing why a job ends and MPI_Abort: hydra's proxy handles the abort as soon
+# as it arrives and may be killed before it forwards what the rank wrote to stderr just before.
+ABORT_GRACE_S = 1.0
 
 # Environment variables set by MPI launchers (MPICH/Hydra, PMIx/Slurm, Open MPI, MVAPICH).
 LAUNCHER_ENV = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
@@ -160,8 +163,15 @@ class Comm:
             self._comm.Barrier()
 
     def abort(self, code: int = 1) -> None:
-        """End every rank of the job now (for failures that cannot reach a collective check)."""
+        """End every rank of the job now (for failures that cannot reach a collective check).
+
+        Output already written is flushed and given ABORT_GRACE_S to reach the launcher first,
+        so the reason printed just before is not lost to the abort.
+        """
         if self._comm is not None:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            time.sleep(ABORT_GRACE_S)
             self._comm.Abort(code)
         raise SystemExit(code)
 
@@ -303,8 +313,7 @@ class Comm:
         where = ", ".join(f"rank {r}" + (f" on {self.hosts[r]}" if self.hosts else "") for r in ranks)
         sys.stderr.write(f"aaflow: rank {self.rank}: {where} did not reach the collective check within "
                          f"{timeout:g}s ({RANK_TIMEOUT_ENV}): lost; aborting the MPI job\n")
-        sys.stderr.flush()
-        self._comm.Abort(1)
+        self.abort(1)
 
     def describe(self) -> str:
         """Which process is which rank, on which host (collective): hydra and srun name a dead process by PID."""
@@ -325,8 +334,7 @@ class Comm:
         def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
             previous(kind, value, tb)
             sys.stderr.write(f"aaflow: rank {rank} failed ({kind.__name__}); aborting the MPI job\n")
-            sys.stderr.flush()
-            self._comm.Abort(1)
+            self.abort(1)
 
         hook.aaflow_aborts = True  # type: ignore[attr-defined]
         sys.excepthook = hook
