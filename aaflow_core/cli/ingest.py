@@ -9,7 +9,7 @@ from aaflow_core.cli.main import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, non_negativ
 from aaflow_core.distributed import Comm
 from aaflow_core.distributed.hosts import threads_per_rank
 from aaflow_core.errors import AAFlowError, ConfigError
-from aaflow_core.models.modes import AUTO, BACKENDS, PRECISIONS
+from aaflow_core.models.modes import AUTO, ENGINES, PRECISIONS
 from aaflow_core.pipelines import IngestConfig, ingest
 
 
@@ -38,7 +38,7 @@ def register(sub: Any) -> None:
     p.add_argument("--precision", choices=(*PRECISIONS, AUTO), default="fp32",
                    help="embedding precision; bf16 falls back to fp32 (with a warning) on CPUs without native bf16; "
                         "auto (with --backend auto): the fastest mode this CPU runs within tolerance, measured once")
-    p.add_argument("--backend", dest="embed_backend", choices=(*BACKENDS, AUTO), default="torch",
+    p.add_argument("--backend", dest="embed_backend", choices=(*ENGINES, AUTO), default="torch",
                    help="embedding runtime: torch, onnx (ONNX Runtime) or openvino (exports cached under "
                         "~/.cache/aaflow), or auto")
     p.add_argument("--embed-url", default=None, metavar="URL",
