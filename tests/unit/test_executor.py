@@ -11,7 +11,7 @@ import pytest
 
 from aaflow_core import Executor, Resources, Workflow, bind
 from aaflow_core.errors import OperatorError
-from aaflow_core.runtime import BACKENDS
+from aaflow_core.runtime import EXECUTOR_BACKENDS
 from aaflow_core.runtime.rebatch import Rebatch
 
 
@@ -44,7 +44,7 @@ def run(wf: Workflow, backend: str, n_batches: int = 40) -> list[pa.RecordBatch]
         return list(ex.run(source(n_batches)))
 
 
-@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize("backend", sorted(EXECUTOR_BACKENDS))
 @pytest.mark.parametrize("workers, rebatch", [(1, None), (3, None), (4, 7)])
 def test_every_backend_equals_the_serial_reference(backend, workers, rebatch):
     expected = pa.Table.from_batches(run(workflow(1, rebatch), "serial"))
@@ -85,7 +85,7 @@ def test_bounded_queues_hold_back_a_fast_source():
     assert produced == 500
 
 
-@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize("backend", sorted(EXECUTOR_BACKENDS))
 def test_operator_failure_names_operator_and_item(backend):
     def explode(batch: pa.RecordBatch) -> pa.RecordBatch:
         if 57 in batch.column("x").to_pylist():
