@@ -133,12 +133,11 @@ class Executor:
             op.finish()
 
 
-
 class Run:
     """What one run's stages share: the queues between them, the first error, a stop flag."""
 
-    def __init__(self, ex: Executor, capacity: int) -> None:
-        self.queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=capacity) for _ in range(len(ex.stages) + 1)]
+    def __init__(self, ex: Executor, queues: list[Any]) -> None:
+        self.queues = queues  # queues[i] feeds stage i; the last one holds the run's output
         self.on_batch = ex.on_batch
         self.stop = threading.Event()
         self.error: BaseException | None = None
@@ -248,8 +247,7 @@ class SerialRun(Run):
     """A run with one worker: plain unbounded queues (a single worker must never block on itself)."""
 
     def __init__(self, ex: Executor) -> None:
-        super().__init__(ex, capacity=0)
-        self.queues = [deque() for _ in range(len(ex.stages) + 1)]  # type: ignore[misc]
+        super().__init__(ex, [deque() for _ in range(len(ex.stages) + 1)])
 
     def stage_runs(self, ex: Executor) -> list[StageRun]:
         return [StageRun(stage, self.queues[i], self.queues[i + 1], 1) for i, stage in enumerate(ex.stages)]
@@ -312,7 +310,7 @@ def _work(run: Run, stage: StageRun) -> None:
 
 def run_threads(ex: Executor, source: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """The streaming driver: the source and every worker of every stage on their own threads."""
-    run = Run(ex, capacity=ex.queue_capacity)
+    run = Run(ex, [queue.Queue(maxsize=ex.queue_capacity) for _ in range(len(ex.stages) + 1)])
     threads = [threading.Thread(target=_feed, args=(run, source), name="aaflow-source", daemon=True)]
     threads += [threading.Thread(target=_work, args=(run, s), name=f"aaflow-{s.stage.stats.name}-{w}", daemon=True)
                 for s in run.stage_runs(ex) for w in range(s.workers)]

@@ -106,3 +106,27 @@ def test_wrong_return_type_from_a_user_function_is_named():
     with pytest.raises(OperatorError, match="listy.*expected pyarrow.RecordBatch"):
         with Executor(bind(wf.compile(), wf.functions), backend="threads") as ex:
             list(ex.run(source(2)))
+
+
+def test_serial_is_one_worker_the_callers_thread_reading_the_source_only_when_idle():
+    events: list[str] = []
+    threads: set[int] = set()
+
+    def read():
+        for b, batch in enumerate(source(3)):
+            events.append(f"read {b}")
+            yield batch
+
+    def step(name: str):
+        def run(batch: pa.RecordBatch) -> pa.RecordBatch:
+            threads.add(threading.get_ident())
+            events.append(f"{name} {batch.column('x')[0].as_py()}")
+            return batch
+        return run
+
+    wf = Workflow(Resources(threads=4)).map(step("a"), name="a", workers=3).map(step("b"), name="b")
+    with Executor(bind(wf.compile(), wf.functions), backend="serial") as ex:
+        out = list(ex.run(read()))
+    assert pa.Table.from_batches(out).equals(pa.Table.from_batches(list(source(3))))
+    assert threads == {threading.get_ident()}
+    assert events == ["read 0", "a 0", "b 0", "read 1", "a 5", "b 5", "read 2", "a 10", "b 10"]
