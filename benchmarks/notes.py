@@ -7,16 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
-    return "-" if v is None else str(v)
+from benchmarks.figures import fmt, phase_medians
 
 
 def _share(case: dict[str, Any], side: str, phase: str) -> float | None:
-    from benchmarks.render import phase_medians
-
     s = case.get("sides", {}).get(side)
     if not s or not s["wall_s"]:
         return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.notes import fmt
+from benchmarks.figures import fmt, phase_medians
 
 
 def _row(cells: list[Any]) -> str:
@@ -20,8 +20,6 @@ def _spread(s: dict[str, Any]) -> str:
 
 
 def _phases(side: dict[str, Any]) -> str:
-    from benchmarks.render import phase_medians
-
     ph = phase_medians(side)
     return ", ".join(f"{k} {fmt(v)}" for k, v in sorted(ph.items(), key=lambda kv: -kv[1]) if v >= 0.0005)
 

@@ -116,14 +116,9 @@ def batch_on_ranks(comm: Comm, inputs: Sequence[Any], configs: Sequence[Runnable
 
     Collective: every rank of `comm` must call it with the same inputs.
     """
-    mine = comm.shard(len(inputs))
-    local: list[Any] = []
-    table, error = SCHEMA.empty_table(), None
-    try:
-        if len(mine):
-            local = run_local(list(inputs[mine.start:mine.stop]), list(configs[mine.start:mine.stop]))
-            table = encode(local, mine.start, comm.rank)
-    except Exception as exc:  # every rank must reach the check below
-        error = exc
-    comm.agree(error)
+    def work(mine: range) -> tuple[list[Any], pa.Table]:
+        local = run_local(list(inputs[mine.start:mine.stop]), list(configs[mine.start:mine.stop]))
+        return local, encode(local, mine.start, comm.rank)
+
+    mine, (local, table) = comm.run_sharded(len(inputs), work, ([], SCHEMA.empty_table()))
     return decode(comm.allgather_table(table), len(inputs), comm, mine, local)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aaflow_core.cli.main import EXIT_OK, positive_int
+from aaflow_core.cli.common import EXIT_OK, positive_int
 from aaflow_core.errors import InputError, NoInputError
 from aaflow_core.pipelines import Answer, AskConfig, ask
 

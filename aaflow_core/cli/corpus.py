@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from aaflow_core.cli.main import EXIT_OK
+from aaflow_core.cli.common import EXIT_OK
 from aaflow_core.pipelines.corpus import write_stdlib_corpus
 
 

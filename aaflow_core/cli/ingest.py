@@ -5,11 +5,13 @@ import argparse
 import sys
 from typing import Any
 
-from aaflow_core.cli.main import EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, non_negative_int, positive_int
+from aaflow_core.cli.common import (
+    EXIT_FAILED, EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, non_negative_int, positive_float, positive_int,
+)
 from aaflow_core.distributed import Comm
-from aaflow_core.distributed.hosts import threads_per_rank
+from aaflow_core.distributed.hosts import placement, threads_per_rank
 from aaflow_core.errors import AAFlowError, ConfigError
-from aaflow_core.models.modes import AUTO, BACKENDS, PRECISIONS
+from aaflow_core.models.modes import AUTO, ENGINES, PRECISIONS
 from aaflow_core.pipelines import IngestConfig, ingest
 
 
@@ -38,7 +40,7 @@ def register(sub: Any) -> None:
     p.add_argument("--precision", choices=(*PRECISIONS, AUTO), default="fp32",
                    help="embedding precision; bf16 falls back to fp32 (with a warning) on CPUs without native bf16; "
                         "auto (with --backend auto): the fastest mode this CPU runs within tolerance, measured once")
-    p.add_argument("--backend", dest="embed_backend", choices=(*BACKENDS, AUTO), default="torch",
+    p.add_argument("--backend", dest="embed_backend", choices=(*ENGINES, AUTO), default="torch",
                    help="embedding runtime: torch, onnx (ONNX Runtime) or openvino (exports cached under "
                         "~/.cache/aaflow), or auto")
     p.add_argument("--embed-url", default=None, metavar="URL",
@@ -50,13 +52,6 @@ def register(sub: Any) -> None:
     p.add_argument("--accuracy-report", action="store_true",
                    help="also embed a sample of chunks in fp32 and store the mode's accuracy in the manifest (costs a second pass)")
     p.set_defaults(handler=run)
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 def remote_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -74,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     comm = Comm.world()  # size 1 without mpiexec; under mpiexec every rank runs this
     comm.abort_on_uncaught()
     if comm.size > 1:
-        ranks = comm.describe()
+        ranks = placement(comm).describe()  # collective: hydra and srun name a dead process by PID
         if comm.is_root:
             print(f"aaflow ingest: {comm.size} ranks: {ranks}", file=sys.stderr)
     threads = args.threads or threads_per_rank(comm)
@@ -90,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except ConfigError as exc:
         print(f"aaflow ingest: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     try:
         result = ingest(config, comm=comm)
     except AAFlowError:

@@ -5,7 +5,7 @@ import argparse
 import json
 from typing import Any
 
-from aaflow_core.cli.main import EXIT_FAILED, EXIT_OK, positive_int
+from aaflow_core.cli.common import EXIT_FAILED, EXIT_OK, positive_int
 from aaflow_core.distributed import Comm
 from aaflow_core.errors import AAFlowError
 from aaflow_core.pipelines import query

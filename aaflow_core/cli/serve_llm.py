@@ -14,7 +14,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from aaflow_core.cli.main import EXIT_OK, non_negative_int, positive_int
+from aaflow_core.cli.common import EXIT_OK, non_negative_int, positive_int
 from aaflow_core.errors import ConfigError
 
 if TYPE_CHECKING:  # the serving stack is imported only when the command runs

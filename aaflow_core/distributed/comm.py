@@ -11,6 +11,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from aaflow_core.dataplane.ipc import from_ipc, to_ipc
+from aaflow_core.distributed.spmd import Driver
 from aaflow_core.errors import AAFlowError, ConfigError, MissingDependencyError, RankError
 
 # Seconds a rank waits at a collective check for the others before it calls them lost (unset: forever).
@@ -67,8 +69,9 @@ class CommStats:
     messages: int = 0
 
 
-class Comm:
-    """A rank's view of its job. Size 1 without a communicator; every collective is then local."""
+class Comm(Driver):
+    """A rank's view of its job, the MPI engine of `spmd.Engine`. Size 1 without a communicator;
+    every collective is then local."""
 
     def __init__(self, mpi_comm: Any | None = None) -> None:
         self._comm = mpi_comm
@@ -113,7 +116,7 @@ class Comm:
         start = r * base + min(r, extra)
         return range(start, start + base + (1 if r < extra else 0))
 
-    def shard_weighted(self, weights: np.ndarray | list[int], rank: int | None = None) -> range:
+    def shard_weighted(self, weights: np.ndarray | Sequence[int], rank: int | None = None) -> range:
         """A contiguous slice that balances summed `weights` (e.g. file bytes) instead of counts.
 
         The boundary before rank r is the item boundary whose preceding weight is closest to
@@ -314,12 +317,6 @@ class Comm:
         sys.stderr.write(f"aaflow: rank {self.rank}: {where} did not reach the collective check within "
                          f"{timeout:g}s ({RANK_TIMEOUT_ENV}): lost; aborting the MPI job\n")
         self.abort(1)
-
-    def describe(self) -> str:
-        """Which process is which rank, on which host (collective): hydra and srun name a dead process by PID."""
-        from aaflow_core.distributed.hosts import placement
-
-        return placement(self).describe()
 
     def abort_on_uncaught(self) -> None:
         """Make an exception that escapes every handler end the whole job, naming this rank.

@@ -108,13 +108,9 @@ def require_shared_dir(comm: Comm, directory: Path, what: str) -> None:
     if comm.size == 1:
         return
     probe = directory / ".aaflow-shared-probe"
-    error = None
-    if comm.is_root:
-        try:
+    with comm.collective():
+        if comm.is_root:
             probe.write_text(secrets.token_hex(16))
-        except OSError as exc:
-            error = exc
-    comm.agree(error)
     try:
         root_host, bad = _compare(comm, _read(probe))
     finally:
@@ -152,13 +148,13 @@ def require_inputs(comm: Comm, files: Sequence[tuple[str, int]]) -> None:
     A rank that lacks one ends the job on every rank (RankError naming the rank and host,
     caused by SharedPathError naming the file).
     """
-    gone, error = missing_inputs(files), None
-    if gone:
-        more = f" and {len(gone) - 1} more" if len(gone) > 1 else ""
-        error = SharedPathError(f"input {gone[0]}{more} is not visible to rank {comm.rank} on "
-                                f"{socket.gethostname()}, though rank 0 found it: the corpus is not shared; "
-                                f"{SHARED_HINT}")
-    comm.agree(error)
+    with comm.collective():
+        gone = missing_inputs(files)
+        if gone:
+            more = f" and {len(gone) - 1} more" if len(gone) > 1 else ""
+            raise SharedPathError(f"input {gone[0]}{more} is not visible to rank {comm.rank} on "
+                                  f"{socket.gethostname()}, though rank 0 found it: the corpus is not shared; "
+                                  f"{SHARED_HINT}")
 
 
 def require_same_file(comm: Comm, path: Path, what: str) -> None:

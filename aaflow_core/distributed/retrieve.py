@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aaflow_core.dataplane.views import embedding_matrix
-from aaflow_core.distributed.comm import Comm
 from aaflow_core.distributed.hosts import require_same_file
+from aaflow_core.distributed.spmd import Engine
 from aaflow_core.distributed.topk import HIT_SCHEMA, exact_topk, hits_of, merge_topk
 from aaflow_core.stores.faiss_store import MANIFEST_FILE, ROWS_FILE, Shard, index_shards, read_vectors
 
@@ -41,7 +41,7 @@ def search_shards(shards: Sequence[Shard], queries: pa.Table, k: int) -> pa.Tabl
     return pa.concat_tables(parts)
 
 
-def distributed_search(comm: Comm, index_dir: str | os.PathLike[str], queries: pa.Table | None, k: int) -> pa.Table:
+def distributed_search(comm: Engine, index_dir: str | os.PathLike[str], queries: pa.Table | None, k: int) -> pa.Table:
     """Top-k hits per query on every rank: root's `queries` (qid, embedding) are broadcast.
 
     Rank r searches its contiguous share of the index's shards; the hit tables are gathered
@@ -50,14 +50,10 @@ def distributed_search(comm: Comm, index_dir: str | os.PathLike[str], queries: p
     """
     queries = comm.bcast_table(queries)
     require_same_file(comm, Path(index_dir) / MANIFEST_FILE, "the index manifest")
-    error: BaseException | None = None
     local = RESULT_SCHEMA.empty_table()
-    try:
+    with comm.collective():
         shards = index_shards(index_dir)
         local = search_shards([shards[i] for i in comm.shard(len(shards))], queries, k)
-    except Exception as exc:  # every rank must reach the check below
-        error = exc
-    comm.agree(error)
     gathered = comm.gather_table(local)
     merged = merge_topk(gathered, k) if gathered is not None else None
     return comm.bcast_table(merged)

@@ -22,7 +22,8 @@ import numpy as np
 
 from aaflow_core.models.accuracy import compare, recall_at_k
 from aaflow_core.models.cpu import cpu_features, cpu_model
-from aaflow_core.models.embedding import build_embedder, resolve_model
+from aaflow_core.models.embedding import build_embedder
+from aaflow_core.models.loaders import resolve_model
 from aaflow_core.models.export import cache_root, package_version
 from aaflow_core.models.modes import TOLERANCES, EmbedMode, bf16_isa
 

@@ -12,7 +12,7 @@ from typing import Any
 from aaflow_core.errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16", "int8")
-BACKENDS = ("torch", "onnx", "openvino")
+ENGINES = ("torch", "onnx", "openvino")  # what `--backend` (the embedding engine) names
 AUTO = "auto"  # precision and backend both: measured once per machine (models/auto.py)
 # CPU flags (as /proc/cpuinfo spells them) that give native bf16 matrix math, best first.
 BF16_ISAS = ("amx_bf16", "avx512_bf16")
@@ -66,8 +66,8 @@ def check_mode(precision: str, backend: str) -> EmbedMode:
     """Validate a requested mode at the edge (plan construction, CLI, adapters)."""
     if precision not in PRECISIONS:
         raise ConfigError("precision", precision, f"must be one of {', '.join(PRECISIONS)}")
-    if backend not in BACKENDS:
-        raise ConfigError("backend", backend, f"must be one of {', '.join(BACKENDS)}")
+    if backend not in ENGINES:
+        raise ConfigError("backend", backend, f"must be one of {', '.join(ENGINES)}")
     if backend == "onnx" and precision == "bf16":
         raise ConfigError("precision", precision, "bf16 runs on the torch backend only (ONNX Runtime CPU has no bf16 kernels)")
     if backend == "openvino" and precision != "fp32":

@@ -14,11 +14,9 @@ from typing import Any
 import numpy as np
 
 from aaflow_core.errors import MissingDependencyError
-from aaflow_core.models.embedding import (
-    count_tokens, embedding_dim, load_sentence_transformer, resolve_model,
-)
 from aaflow_core.models.cpu import cpu_features
 from aaflow_core.models.export import build_once, cache_root, export_key, sentence_graph, sorted_batches
+from aaflow_core.models.loaders import count_tokens, embedding_dim, load_sentence_transformer, resolve_model
 from aaflow_core.models.modes import resolve_mode
 
 OPSET = 17

@@ -56,3 +56,8 @@ def intra_op_threads(cpus: Sequence[int] | int, ranks: int = 1, rank: int = 0) -
     if not 0 <= rank < ranks:
         raise ConfigError("rank", rank, f"must be in [0, {ranks})")
     return placements[rank].threads
+
+
+def default_threads() -> int:
+    """Intra-op threads for a single-rank run: every CPU this process may use, once."""
+    return intra_op_threads(available_cpus(), ranks=1)

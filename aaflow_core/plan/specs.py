@@ -4,7 +4,7 @@ from __future__ import annotations
 from aaflow_core.errors import ConfigError
 from aaflow_core.models.llm import DEFAULT_TEMPLATE, check_template
 from aaflow_core.models.modes import check_mode
-from aaflow_core.plan.spec import OpSpec
+from aaflow_core.plan.data import OpSpec
 
 TEXT_SUFFIXES = (".txt", ".md", ".rst", ".py", ".html")
 

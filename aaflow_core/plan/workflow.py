@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from aaflow_core.plan.fingerprint import fingerprint
-from aaflow_core.plan.spec import OpSpec, Plan, PlanError, Resources
+from aaflow_core.plan.data import OpSpec, Plan, PlanError, Resources
 from aaflow_core.plan import specs
 
 

@@ -1,11 +1,14 @@
-"""One scheduling loop, two backends: `serial` (the reference) and `threads` (streaming).
+"""One scheduling algorithm, two drivers: `serial` (the reference) and `threads` (streaming).
 
-The threads backend gives every stage its own thread(s) and a bounded input queue: stages
-overlap, a full queue blocks its producer (backpressure), and memory stays bounded by
-`queue_capacity` batches per stage. Every batch carries a sequence key from input order;
-a stage with several workers restores that order in a reorder buffer before emitting, so
-timing decides what runs next, never what comes out. Both backends must give identical
-output; the conformance tests hold them to it.
+Every stage runs the same steps over explicit per-stage state (`StageRun`): take the next input
+from its inbox, process it, put the result in a reorder buffer, emit outputs in input order with
+fresh sequence keys, and once the input ends, drain the stage and pass the end on. A driver only
+decides who takes the steps. `threads` gives each stage `workers` threads and bounded queues:
+stages overlap, a full queue blocks its producer (backpressure), memory stays bounded by
+`queue_capacity` batches per stage. `serial` is the same algorithm with one worker for the whole
+pipeline, the caller's thread, which steps the earliest stage that has input (its queues are
+unbounded, so it never waits on itself). Timing decides what runs next, never what comes out;
+the conformance tests hold both drivers to identical output.
 """
 from __future__ import annotations
 
@@ -13,8 +16,10 @@ import queue
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
@@ -90,8 +95,8 @@ class Executor:
 
     def __init__(self, stages: list[tuple[OpSpec, Operator | Rebatch]], *, backend: str = "threads",
                  queue_capacity: int = 4, on_batch: OnBatch | None = None) -> None:
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; choose from {sorted(BACKENDS)}")
+        if backend not in EXECUTOR_BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose from {sorted(EXECUTOR_BACKENDS)}")
         self.stages = [Stage(spec, impl) for spec, impl in stages]
         self.backend = backend
         self.queue_capacity = queue_capacity
@@ -123,43 +128,26 @@ class Executor:
 
     def run(self, source: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         """Yield the last stage's output batches in input order; operators finish at the end."""
-        yield from BACKENDS[self.backend](self, source)
+        yield from EXECUTOR_BACKENDS[self.backend](self, source)
         for op in self.operators.values():
             op.finish()
 
-    def _emit(self, stage: Stage, batches: list[pa.RecordBatch]) -> None:
-        if self.on_batch is not None:
-            for b in batches:
-                self.on_batch(stage.stats.name, b.num_rows)
 
+class Run:
+    """What one run's stages share: the queues between them, the first error, a stop flag."""
 
-def run_serial(ex: Executor, source: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """The reference backend: every batch goes through every stage in the caller's thread."""
-
-    def through(start: int, batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
-        for stage in ex.stages[start:]:
-            batches = [out for b in batches for out in stage.push(b)]
-            ex._emit(stage, batches)
-        return batches
-
-    for batch in source:
-        yield from through(0, [batch])
-    for i, stage in enumerate(ex.stages):
-        tail = stage.drain()
-        ex._emit(stage, tail)
-        yield from through(i + 1, tail)
-
-
-class _Pipeline:
-    """The state of one threaded run: queues between stages, the first error, a stop flag."""
-
-    def __init__(self, ex: Executor) -> None:
-        self.ex = ex
-        self.queues = [queue.Queue(maxsize=ex.queue_capacity) for _ in range(len(ex.stages) + 1)]
+    def __init__(self, ex: Executor, queues: list[Any]) -> None:
+        self.queues = queues  # queues[i] feeds stage i; the last one holds the run's output
+        self.on_batch = ex.on_batch
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self.error_tb = ""
         self._lock = threading.Lock()
+
+    def stage_runs(self, ex: Executor) -> list[StageRun]:
+        """Each stage's state between its inbox and outbox, with `workers` threads taking from a window."""
+        return [StageRun(stage, self.queues[i], self.queues[i + 1], stage.workers,
+                         window=threading.Semaphore(2 * stage.workers)) for i, stage in enumerate(ex.stages)]
 
     def fail(self, exc: BaseException) -> None:
         with self._lock:
@@ -167,7 +155,7 @@ class _Pipeline:
                 self.error, self.error_tb = exc, traceback.format_exc()
         self.stop.set()
 
-    def put(self, q: queue.Queue, item: object) -> bool:
+    def put(self, q: queue.Queue[Any], item: object) -> bool:
         while not self.stop.is_set():
             try:
                 q.put(item, timeout=POLL_S)
@@ -176,7 +164,7 @@ class _Pipeline:
                 continue
         return False
 
-    def get(self, q: queue.Queue) -> object:
+    def get(self, q: queue.Queue[Any]) -> object:
         while not self.stop.is_set():
             try:
                 return q.get(timeout=POLL_S)
@@ -184,101 +172,172 @@ class _Pipeline:
                 continue
         return END
 
-    def feed(self, source: Iterable[pa.RecordBatch]) -> None:
-        try:
-            for seq, batch in enumerate(source):
-                if not self.put(self.queues[0], SeqBatch(seq, batch)):
-                    return
-            self.put(self.queues[0], END)
-        except BaseException as exc:  # a failing source ends the run with its error
-            self.fail(exc)
 
-    def run_stage(self, i: int) -> None:
-        """Workers pull in order; a reorder buffer releases outputs by input sequence key."""
-        stage, inbox, outbox = self.ex.stages[i], self.queues[i], self.queues[i + 1]
-        take_lock, emit_lock = threading.Lock(), threading.Condition()
-        # Items taken but not yet emitted: bounds the reorder buffer when one worker lags.
-        window = threading.Semaphore(2 * stage.workers)
-        state = {"next": 0, "out_seq": 0, "done": 0, "ended": False}
-        ready: dict[int, list[pa.RecordBatch]] = {}
+@dataclass
+class StageRun:
+    """One stage's scheduling state for one run, shared by the stage's workers."""
 
-        def emit(batches: list[pa.RecordBatch]) -> bool:
-            self.ex._emit(stage, batches)
-            for b in batches:
-                if not self.put(outbox, SeqBatch(state["out_seq"], b)):
+    stage: Stage
+    inbox: queue.Queue[Any]
+    outbox: queue.Queue[Any]
+    workers: int
+    next_seq: int = 0  # the input whose output goes out next (head of the reorder buffer)
+    out_seq: int = 0  # sequence key of the next output batch
+    retired: int = 0  # workers that have stopped
+    ended: bool = False  # the end marker has been taken from the inbox
+    ready: dict[int, list[pa.RecordBatch]] = field(default_factory=dict)  # the reorder buffer
+    take_lock: threading.Lock = field(default_factory=threading.Lock)
+    emit_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Inputs taken but not yet emitted: bounds the reorder buffer when one worker lags
+    # (None for the serial driver, whose one worker hands `process` each input in order).
+    window: threading.Semaphore | None = None
+
+    def take(self, run: Run) -> SeqBatch | None:
+        """The next input for one of several workers (window, then inbox); None once the input ended."""
+        assert self.window is not None, "take() is for drivers with a window (threads)"
+        while not self.window.acquire(timeout=POLL_S):
+            if run.stop.is_set():
+                return None
+        with self.take_lock:
+            if self.ended:
+                return None
+            item = run.get(self.inbox)
+            if item is END:
+                self.ended = True
+                return None
+        assert isinstance(item, SeqBatch)
+        return item
+
+    def process(self, run: Run, item: SeqBatch) -> bool:
+        """The algorithm's step: process one input, then emit every output now in input order.
+
+        False when the run stopped while emitting.
+        """
+        out = self.stage.push(item.batch)
+        with self.emit_lock:
+            self.ready[item.seq] = out
+            while self.next_seq in self.ready:
+                if not self.emit(run, self.ready.pop(self.next_seq)):
                     return False
-                state["out_seq"] += 1
-            return True
+                self.next_seq += 1
+                if self.window is not None:
+                    self.window.release()
+        return True
 
-        def worker() -> None:
-            try:
-                while not self.stop.is_set():
-                    if not window.acquire(timeout=POLL_S):
-                        continue
-                    with take_lock:
-                        if state["ended"]:
-                            break
-                        item = self.get(inbox)
-                        if item is END:
-                            state["ended"] = True
-                            break
-                    assert isinstance(item, SeqBatch)
-                    out = stage.push(item.batch)
-                    with emit_lock:
-                        ready[item.seq] = out
-                        while state["next"] in ready:
-                            if not emit(ready.pop(state["next"])):
-                                return
-                            state["next"] += 1
-                            window.release()
-            except BaseException as exc:
-                self.fail(exc)
-            finally:
-                with emit_lock:
-                    state["done"] += 1
-                    last = state["done"] == stage.workers
-                if last and not self.stop.is_set():
-                    try:
-                        emit(stage.drain()) and self.put(outbox, END)
-                    except BaseException as exc:
-                        self.fail(exc)
+    def retire(self, run: Run) -> None:
+        """A worker stops; the last one drains the stage and passes the end on (unless the run stopped)."""
+        with self.emit_lock:
+            self.retired += 1
+            last = self.retired == self.workers
+        if last and not run.stop.is_set() and self.emit(run, self.stage.drain()):
+            run.put(self.outbox, END)
 
-        threads = [threading.Thread(target=worker, name=f"aaflow-{stage.stats.name}-{w}", daemon=True)
-                   for w in range(stage.workers)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+    def emit(self, run: Run, batches: list[pa.RecordBatch]) -> bool:
+        if run.on_batch is not None:
+            for b in batches:
+                run.on_batch(self.stage.stats.name, b.num_rows)
+        for b in batches:
+            if not run.put(self.outbox, SeqBatch(self.out_seq, b)):
+                return False
+            self.out_seq += 1
+        return True
+
+
+class SerialRun(Run):
+    """A run with one worker: plain unbounded queues (a single worker must never block on itself)."""
+
+    def __init__(self, ex: Executor) -> None:
+        super().__init__(ex, [deque() for _ in range(len(ex.stages) + 1)])
+
+    def stage_runs(self, ex: Executor) -> list[StageRun]:
+        return [StageRun(stage, self.queues[i], self.queues[i + 1], 1) for i, stage in enumerate(ex.stages)]
+
+    def put(self, q: Any, item: object) -> bool:
+        q.append(item)
+        return True
+
+
+def run_serial(ex: Executor, source: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The reference driver: one worker, the caller's thread, steps the earliest stage with input.
+
+    It reads the next source batch only when every stage is idle, so each batch goes through
+    every stage before the next is read, and an error is raised here as it happens.
+    """
+    run = SerialRun(ex)
+    stages, outbox = run.stage_runs(ex), run.queues[-1]
+    batches = enumerate(source)
+    while True:
+        for busy in stages:
+            if busy.inbox:
+                item = busy.inbox.popleft()
+                if item is END:
+                    busy.retire(run)
+                else:
+                    busy.process(run, item)
+                break
+        else:  # every stage is idle: read the next batch (the end marker, once, ends the loop below)
+            seq, batch = next(batches, (-1, END))
+            run.put(run.queues[0], END if batch is END else SeqBatch(seq, batch))
+        while outbox:
+            item = outbox.popleft()
+            if item is END:
+                return
+            yield item.batch
+
+
+def _feed(run: Run, source: Iterable[pa.RecordBatch]) -> None:
+    try:
+        for seq, batch in enumerate(source):
+            if not run.put(run.queues[0], SeqBatch(seq, batch)):
+                return
+        run.put(run.queues[0], END)
+    except BaseException as exc:  # a failing source ends the run with its error
+        run.fail(exc)
+
+
+def _work(run: Run, stage: StageRun) -> None:
+    try:
+        while not run.stop.is_set() and (item := stage.take(run)) is not None and stage.process(run, item):
+            pass
+    except BaseException as exc:
+        run.fail(exc)
+    finally:
+        try:
+            stage.retire(run)
+        except BaseException as exc:
+            run.fail(exc)
 
 
 def run_threads(ex: Executor, source: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    pipe = _Pipeline(ex)
-    threads = [threading.Thread(target=pipe.feed, args=(source,), name="aaflow-source", daemon=True)]
-    threads += [threading.Thread(target=pipe.run_stage, args=(i,), name=f"aaflow-stage-{i}", daemon=True)
-                for i in range(len(ex.stages))]
+    """The streaming driver: the source and every worker of every stage on their own threads."""
+    run = Run(ex, [queue.Queue(maxsize=ex.queue_capacity) for _ in range(len(ex.stages) + 1)])
+    threads = [threading.Thread(target=_feed, args=(run, source), name="aaflow-source", daemon=True)]
+    threads += [threading.Thread(target=_work, args=(run, s), name=f"aaflow-{s.stage.stats.name}-{w}", daemon=True)
+                for s in run.stage_runs(ex) for w in range(s.workers)]
     for t in threads:
         t.start()
     try:
         while True:
-            item = pipe.get(pipe.queues[-1])
+            item = run.get(run.queues[-1])
             if item is END:
                 break
             assert isinstance(item, SeqBatch)
             yield item.batch
     finally:
-        pipe.stop.set()
+        run.stop.set()
         for t in threads:
             t.join()
-    if pipe.error is not None:
-        err = pipe.error
+    if run.error is not None:
+        err = run.error
         if not isinstance(err, AAFlowError):
             err = OperatorError("executor", None, err)
         if hasattr(err, "add_note"):  # Python >= 3.11: keep the worker's traceback
-            err.add_note(pipe.error_tb)
+            err.add_note(run.error_tb)
         raise err
 
 
-BACKENDS: dict[str, Callable[[Executor, Iterable[pa.RecordBatch]], Iterator[pa.RecordBatch]]] = {
+# The executor's `backend=` choices (not the embedding engines, models.ENGINES).
+EXECUTOR_BACKENDS: dict[str, Callable[[Executor, Iterable[pa.RecordBatch]], Iterator[pa.RecordBatch]]] = {
     "serial": run_serial,
     "threads": run_threads,
 }

@@ -11,7 +11,7 @@ import pytest
 
 from aaflow_core import Executor, Resources, Workflow, bind
 from aaflow_core.errors import OperatorError
-from aaflow_core.runtime import BACKENDS
+from aaflow_core.runtime import EXECUTOR_BACKENDS
 from aaflow_core.runtime.rebatch import Rebatch
 
 
@@ -44,7 +44,7 @@ def run(wf: Workflow, backend: str, n_batches: int = 40) -> list[pa.RecordBatch]
         return list(ex.run(source(n_batches)))
 
 
-@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize("backend", sorted(EXECUTOR_BACKENDS))
 @pytest.mark.parametrize("workers, rebatch", [(1, None), (3, None), (4, 7)])
 def test_every_backend_equals_the_serial_reference(backend, workers, rebatch):
     expected = pa.Table.from_batches(run(workflow(1, rebatch), "serial"))
@@ -85,7 +85,7 @@ def test_bounded_queues_hold_back_a_fast_source():
     assert produced == 500
 
 
-@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize("backend", sorted(EXECUTOR_BACKENDS))
 def test_operator_failure_names_operator_and_item(backend):
     def explode(batch: pa.RecordBatch) -> pa.RecordBatch:
         if 57 in batch.column("x").to_pylist():
@@ -106,3 +106,27 @@ def test_wrong_return_type_from_a_user_function_is_named():
     with pytest.raises(OperatorError, match="listy.*expected pyarrow.RecordBatch"):
         with Executor(bind(wf.compile(), wf.functions), backend="threads") as ex:
             list(ex.run(source(2)))
+
+
+def test_serial_is_one_worker_the_callers_thread_reading_the_source_only_when_idle():
+    events: list[str] = []
+    threads: set[int] = set()
+
+    def read():
+        for b, batch in enumerate(source(3)):
+            events.append(f"read {b}")
+            yield batch
+
+    def step(name: str):
+        def run(batch: pa.RecordBatch) -> pa.RecordBatch:
+            threads.add(threading.get_ident())
+            events.append(f"{name} {batch.column('x')[0].as_py()}")
+            return batch
+        return run
+
+    wf = Workflow(Resources(threads=4)).map(step("a"), name="a", workers=3).map(step("b"), name="b")
+    with Executor(bind(wf.compile(), wf.functions), backend="serial") as ex:
+        out = list(ex.run(read()))
+    assert pa.Table.from_batches(out).equals(pa.Table.from_batches(list(source(3))))
+    assert threads == {threading.get_ident()}
+    assert events == ["read 0", "a 0", "b 0", "read 1", "a 5", "b 5", "read 2", "a 10", "b 10"]

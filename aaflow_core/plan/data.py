@@ -1,4 +1,7 @@
-"""Frozen plan data. A plan can be printed, hashed and diffed without importing torch or faiss."""
+"""Frozen plan data (OpSpec, Plan, Resources): printed, hashed and diffed without importing torch or faiss.
+
+The constructors of the built-in specs are in `specs.py`.
+"""
 from __future__ import annotations
 
 import json
