@@ -1,8 +1,8 @@
 """Ingest on N MPI ranks: contiguous shards of the files, one FAISS shard per rank, one manifest.
 
 Rank 0 discovers the files and stages a hidden directory beside the target; every rank
-ingests its contiguous slice of the files (document order, balanced by bytes) into `staging/shard-<rank>`; a
-collective check makes any rank's failure end every rank with an error naming it (rank 0
+ingests its contiguous slice of the files (document order, balanced by bytes) into its own
+checkpoint and publishes that shard as `staging/shard-<rank>`; a collective check makes any rank's failure end every rank with an error naming it (rank 0
 then deletes the staging directory, so a good index is never replaced by half of one);
 rank 0 writes the manifest and renames the staging directory into place.
 """

@@ -30,6 +30,11 @@ SEGMENT_BYTES = 32 * 2**20  # 21845 rows of 384 float32 dimensions
 Committed = list[tuple[str, str]]  # (segment file name, sha256) made durable by one commit
 
 
+def commit_files(committed: Sequence[Sequence[str]]) -> Committed:
+    """A commit record read back from JSON (lists) as the writer's (name, sha256) pairs."""
+    return [(str(name), str(sha)) for name, sha in committed]
+
+
 def _faiss() -> Any:
     import faiss
 
@@ -227,8 +232,3 @@ class IndexReader:
     def vectors(self) -> np.ndarray:
         """All stored vectors, in row order (a copy out of FAISS)."""
         return self.index.reconstruct_n(0, self.index.ntotal)
-
-
-def commit_files(committed: Sequence[tuple[str, str]]) -> Committed:
-    """A commit record read back from JSON (lists) as the writer's (name, sha256) pairs."""
-    return [(str(name), str(sha)) for name, sha in committed]
