@@ -1,6 +1,19 @@
 """One error tree for aaflow: every error names the item, operator or rank it is about."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SkippedItem:
+    """An input that was left out rather than failing the run (a bad file, an empty folder), and why.
+
+    Discovery and loading report them; the run's result and manifest list every one.
+    """
+
+    item: str
+    reason: str
+
 
 class AAFlowError(Exception):
     """Base of every error aaflow raises on purpose."""

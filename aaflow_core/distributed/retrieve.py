@@ -16,7 +16,8 @@ from aaflow_core.dataplane.views import embedding_matrix
 from aaflow_core.distributed.hosts import require_same_file
 from aaflow_core.distributed.spmd import Engine
 from aaflow_core.distributed.topk import HIT_SCHEMA, exact_topk, hits_of, merge_topk
-from aaflow_core.stores.faiss_store import MANIFEST_FILE, ROWS_FILE, Shard, index_shards, read_vectors
+from aaflow_core.stores.faiss_store import read_vectors
+from aaflow_core.stores.layout import MANIFEST_FILE, Shard, index_shards
 
 ROW_COLUMNS = ("chunk_id", "source", "text")
 RESULT_SCHEMA = HIT_SCHEMA
@@ -33,7 +34,7 @@ def search_shards(shards: Sequence[Shard], queries: pa.Table, k: int) -> pa.Tabl
         index = read_vectors(shard.path)
         scores, ids = exact_topk(index, vectors, k, offset=shard.offset)
         hits = hits_of(scores, ids, qids)
-        rows = pq.read_table(shard.path / ROWS_FILE, columns=list(ROW_COLUMNS), memory_map=True)
+        rows = pq.read_table(shard.rows_file, columns=list(ROW_COLUMNS), memory_map=True)
         local = pa.array(ids.ravel() - shard.offset)
         for name in ROW_COLUMNS:
             hits = hits.append_column(name, rows.column(name).take(local).cast(pa.string()))

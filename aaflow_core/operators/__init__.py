@@ -1,14 +1,13 @@
 """Operators: small classes, one job each, from an Arrow RecordBatch to an Arrow RecordBatch."""
-from aaflow_core.operators.base import Operator, OperatorResources
+from aaflow_core.operators.base import Operator
 from aaflow_core.operators.chunk import ChunkOperator, RecursiveCharacterChunker
 from aaflow_core.operators.embed import EmbedOperator
 from aaflow_core.operators.generate import GenerateOperator
-from aaflow_core.operators.load import LoadOperator, SkippedItem
+from aaflow_core.operators.load import LoadOperator
 from aaflow_core.operators.map import MapOperator
-from aaflow_core.operators.retrieve import RetrieveOperator
 from aaflow_core.operators.upsert import UpsertOperator
 
 __all__ = [
-    "ChunkOperator", "EmbedOperator", "GenerateOperator", "LoadOperator", "MapOperator", "Operator", "OperatorResources",
-    "RecursiveCharacterChunker", "RetrieveOperator", "SkippedItem", "UpsertOperator",
+    "ChunkOperator", "EmbedOperator", "GenerateOperator", "LoadOperator", "MapOperator", "Operator",
+    "RecursiveCharacterChunker", "UpsertOperator",
 ]

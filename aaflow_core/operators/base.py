@@ -1,7 +1,6 @@
-"""The operator contract: declared columns and resources, and `process(batch) -> batch`."""
+"""The operator contract: the columns it reads (checked on every batch) and `process(batch) -> batch`."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import pyarrow as pa
@@ -9,22 +8,11 @@ import pyarrow as pa
 from aaflow_core.errors import OperatorError
 
 
-@dataclass(frozen=True)
-class OperatorResources:
-    """What an operator needs; the planner sizes workers and thread pools from this."""
-
-    threads: int = 1
-    remote_concurrency: int = 0
-    releases_gil: bool = False
-
-
 class Operator:
     """Base class. Queues, counters and progress live in the runtime, not here."""
 
     kind: ClassVar[str] = "operator"
     reads: ClassVar[tuple[str, ...]] = ()
-    writes: ClassVar[tuple[str, ...]] = ()
-    resources: OperatorResources = OperatorResources()
 
     def __init__(self, name: str | None = None) -> None:
         self.name = name or self.kind

@@ -89,7 +89,6 @@ def _emit(window: deque[str], chunks: list[str]) -> None:
 class ChunkOperator(Operator):
     kind = "chunk"
     reads = ("doc_id", "source", "text", "metadata")
-    writes = ("doc_id", "chunk_id", "seq", "source", "text", "metadata")
 
     def __init__(self, name: str | None = None, *, chunk_size: int = 1000, chunk_overlap: int = 100) -> None:
         super().__init__(name)

@@ -20,8 +20,8 @@ from aaflow_core.dataplane.views import embedding_column
 from aaflow_core.models.embedding import Embedder, build_embedder
 from aaflow_core.models.auto import choose_mode
 from aaflow_core.models.modes import AUTO, PrecisionFallbackWarning, ResolvedMode, check_mode, check_request, warn_fallback
-from aaflow_core.operators.base import Operator, OperatorResources
-from aaflow_core.operators.remote_embed import EndpointEmbedder, RemoteMode, endpoint_embedder
+from aaflow_core.operators.base import Operator
+from aaflow_core.remote.embedder import EndpointEmbedder, RemoteMode, endpoint_embedder
 from aaflow_core.concurrency import AsyncBatcher, BatchPolicy, LoopThread
 
 
@@ -62,8 +62,6 @@ def length_order(texts: pa.Array) -> np.ndarray:
 class EmbedOperator(Operator):
     kind = "embed"
     reads = ("text",)
-    writes = ("embedding",)
-    resources = OperatorResources(threads=1, releases_gil=True)
 
     def __init__(self, name: str | None = None, *, model: str | None = None, encode_batch_size: int = 32,
                  threads: int = 1, precision: str = "fp32", backend: str = "torch", endpoint: str | None = None,

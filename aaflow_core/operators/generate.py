@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from aaflow_core.errors import ConfigError
 from aaflow_core.models.llm import DEFAULT_TEMPLATE, LocalLLM, check_template, render_prompt, shared_llm
-from aaflow_core.operators.base import Operator, OperatorResources
+from aaflow_core.operators.base import Operator
 from aaflow_core.remote import Endpoint, Limits, RemoteClient, Retries, Usage
 
 BACKENDS = ("local", "openai")
@@ -58,8 +58,6 @@ class OpenAIChat:
 class GenerateOperator(Operator):
     kind = "generate"
     reads = ("qid", "question", "contexts")
-    writes = ("answer",)
-    resources = OperatorResources(threads=1, releases_gil=True)
 
     def __init__(self, name: str | None = None, *, backend: str = "local", model: str | None = None,
                  base_url: str | None = None, template: str = DEFAULT_TEMPLATE, max_new_tokens: int = 64,

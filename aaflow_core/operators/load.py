@@ -4,21 +4,15 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
 from aaflow_core.dataplane.schemas import DOCUMENTS
+from aaflow_core.errors import SkippedItem
 from aaflow_core.operators.base import Operator
 
 SNIFF_BYTES = 8192
-
-
-@dataclass(frozen=True)
-class SkippedItem:
-    item: str
-    reason: str
 
 
 def doc_id_for(source: str) -> str:
@@ -45,7 +39,6 @@ def read_text(path: Path, max_bytes: int) -> str:
 class LoadOperator(Operator):
     kind = "load"
     reads = ("path", "source")
-    writes = ("doc_id", "source", "text", "metadata")
 
     def __init__(self, name: str | None = None, *, max_file_bytes: int = 64 * 2**20) -> None:
         super().__init__(name)

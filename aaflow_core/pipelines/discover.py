@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from fnmatch import fnmatch
 from pathlib import Path
 
-from aaflow_core.operators.load import SkippedItem
+from aaflow_core.errors import SkippedItem
 from aaflow_core.plan.specs import TEXT_SUFFIXES
 
 

@@ -1,8 +1,8 @@
 """Ingest on N MPI ranks: contiguous shards of the files, one FAISS shard per rank, one manifest.
 
 Rank 0 discovers the files and stages a hidden directory beside the target; every rank
-ingests its contiguous slice of the files (document order, balanced by bytes) into `staging/shard-<rank>`; a
-collective check makes any rank's failure end every rank with an error naming it (rank 0
+ingests its contiguous slice of the files (document order, balanced by bytes) into its own
+checkpoint and publishes that shard as `staging/shard-<rank>`; a collective check makes any rank's failure end every rank with an error naming it (rank 0
 then deletes the staging directory, so a good index is never replaced by half of one);
 rank 0 writes the manifest and renames the staging directory into place.
 """
@@ -20,13 +20,14 @@ import pyarrow as pa
 from aaflow_core.dataplane.schemas import PATHS
 from aaflow_core.distributed import Comm
 from aaflow_core.distributed.hosts import placement, ranks_per_host, require_inputs, require_shared_dir
+from aaflow_core.errors import SkippedItem
 from aaflow_core.operators.embed import models_loaded
-from aaflow_core.operators.load import SkippedItem
-from aaflow_core.pipelines.ingest import (
-    ROW_DIGESTS, IngestConfig, IngestResult, base_manifest, no_input, resumable, run_local, summarize,
-)
-from aaflow_core.stores.faiss_store import SHARD_DIR, check_target, clear_stale, new_staging, publish_staging
+from aaflow_core.pipelines.discover import discover
+from aaflow_core.pipelines.ingest_config import IngestConfig, IngestResult
+from aaflow_core.pipelines.ingest_local import resumable, run_local
+from aaflow_core.pipelines.ingest_manifest import ROW_DIGESTS, base_manifest, no_input, summarize
 from aaflow_core.stores.journal import work_dir_for
+from aaflow_core.stores.layout import SHARD_DIR, check_target, clear_stale, new_staging, publish_staging
 
 SKIPPED = pa.schema([("item", pa.string()), ("reason", pa.string())])
 RANK_STATS = pa.schema([("rank", pa.int32()), ("host", pa.string()), ("chunks", pa.int64()), ("documents", pa.int64()),
@@ -44,8 +45,6 @@ def file_bytes(path: str) -> int:
 def plan_files(config: IngestConfig, comm: Comm, files: Sequence[tuple[str, str]] | None,
                skipped: list[SkippedItem]) -> tuple[pa.Table, Path]:
     """Rank 0 finds the files, checks the target and stages; every rank gets both (Arrow bcast)."""
-    from aaflow_core.pipelines.discover import discover
-
     table, error = None, None
     if comm.is_root:
         try:
@@ -107,9 +106,9 @@ def build_shards(config: IngestConfig, comm: Comm, table: pa.Table, staging: Pat
             stats = {"phases_s": run.phases_s, "model_load_s": run.model_load_s, "total_s": run.total_s,
                      "models_loaded": models_loaded()}
             if digests.num_rows:
-                run.writer.publish({**base_manifest(config, comm.size, run.hasher.summary(), skipped), **stats})
+                run.store.publish({**base_manifest(config, comm.size, run.hasher.summary(), skipped), **stats})
             else:
-                run.writer.discard()
+                run.store.discard()
             run.journal.close()
     except Exception as exc:  # every rank must reach the check below
         error = exc

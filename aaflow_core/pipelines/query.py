@@ -13,7 +13,7 @@ import pyarrow as pa
 from aaflow_core.distributed import Comm, distributed_search
 from aaflow_core.plan import Resources, Workflow, specs
 from aaflow_core.runtime import Executor, bind
-from aaflow_core.stores.faiss_store import read_manifest
+from aaflow_core.stores.layout import read_manifest
 
 
 @dataclass(frozen=True)

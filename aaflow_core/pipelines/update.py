@@ -23,13 +23,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from aaflow_core.errors import IndexDirError
-from aaflow_core.operators.load import SkippedItem, doc_id_for
-from aaflow_core.pipelines.ingest import IngestConfig, IngestResult, path_batches, publish_local, run_local
+from aaflow_core.errors import IndexDirError, SkippedItem
+from aaflow_core.operators.load import doc_id_for
+from aaflow_core.pipelines.ingest_config import IngestConfig, IngestResult
+from aaflow_core.pipelines.ingest_local import path_batches, publish_local, run_local
 from aaflow_core.plan import Workflow
 from aaflow_core.runtime import Executor, bind
-from aaflow_core.stores.faiss_store import ROWS_FILE, index_shards, read_manifest, stored_batches
+from aaflow_core.stores.faiss_store import stored_batches
 from aaflow_core.stores.journal import JOURNAL_FILE, work_dir_for
+from aaflow_core.stores.layout import index_shards, read_manifest
 
 Digests = dict[str, Any]  # doc_id -> running sha256 of its chunk ids
 
@@ -70,7 +72,7 @@ def stored_documents(index_dir: Path) -> dict[str, str]:
     """doc_id -> digest of its chunk ids, over every row of the index."""
     digests: Digests = {}
     for shard in index_shards(index_dir):
-        for batch in pq.ParquetFile(shard.path / ROWS_FILE).iter_batches(columns=["doc_id", "chunk_id"]):
+        for batch in pq.ParquetFile(shard.rows_file).iter_batches(columns=["doc_id", "chunk_id"]):
             _digest(digests, batch.column("doc_id").to_pylist(), batch.column("chunk_id").to_pylist())
     return {doc: h.hexdigest() for doc, h in digests.items()}
 

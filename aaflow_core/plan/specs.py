@@ -57,12 +57,6 @@ def upsert(*, index_dir: str, name: str = "upsert") -> OpSpec:
     return OpSpec.make("upsert", name, index_dir=index_dir)
 
 
-def retrieve(*, index_dir: str, k: int = 5, name: str = "retrieve") -> OpSpec:
-    if k < 1:
-        raise ConfigError("k", k, "must be >= 1")
-    return OpSpec.make("retrieve", name, index_dir=index_dir, k=k)
-
-
 def map_batches(fn_key: str, *, name: str = "map", batch_size: int | None = None, workers: int = 1) -> OpSpec:
     """A user function, registered with the Workflow under `fn_key`."""
     return OpSpec.make("map", name, batch_size=batch_size, workers=workers, fn=fn_key)

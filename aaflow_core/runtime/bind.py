@@ -5,14 +5,13 @@ from collections.abc import Callable
 from typing import Any
 
 from aaflow_core.operators import (
-    ChunkOperator, EmbedOperator, GenerateOperator, LoadOperator, MapOperator, Operator, RetrieveOperator, UpsertOperator,
+    ChunkOperator, EmbedOperator, GenerateOperator, LoadOperator, MapOperator, Operator, UpsertOperator,
 )
 from aaflow_core.plan import OpSpec, Plan, PlanError
 from aaflow_core.runtime.rebatch import Rebatch
 
 OPERATORS: dict[str, type[Operator]] = {
-    cls.kind: cls for cls in (LoadOperator, ChunkOperator, EmbedOperator, UpsertOperator, RetrieveOperator, MapOperator,
-                              GenerateOperator)
+    cls.kind: cls for cls in (LoadOperator, ChunkOperator, EmbedOperator, UpsertOperator, MapOperator, GenerateOperator)
 }
 
 
@@ -42,7 +41,7 @@ def bind(
 ) -> list[tuple[OpSpec, Operator | Rebatch]]:
     """Instantiate the plan's stages; operators with a preferred batch size get a Rebatch before them.
 
-    `overrides` passes run-time, non-plan arguments by operator name (e.g. `overwrite`).
+    `overrides` passes run-time, non-plan arguments by operator name (e.g. the upsert's `store`).
     """
     stages: list[tuple[OpSpec, Operator | Rebatch]] = []
     for spec in plan.ops:

@@ -1,20 +1,16 @@
-"""A FAISS inner-product index plus a Parquet sidecar of its rows, written atomically.
+"""FAISS segments: an inner-product index per shard, written in bounded segments, with its rows in Parquet.
 
-Row i of `chunks.parquet` is vector i of the index. The vectors are written in segments of
-at most `SEGMENT_BYTES` (`index.faiss`, then `index-00001.faiss`, ...), so a writer holds one
-segment in memory whatever the corpus size. A writer stages everything in a sibling
-temporary directory and publishes it with a rename, so a crash or a failed rank never leaves
-a half-written index where a good one was, and a directory that is not an aaflow index is
-never touched.
+Row i of `chunks.parquet` is vector i of the shard. The vectors are written in segments of at
+most `SEGMENT_BYTES` (`index.faiss`, then `index-00001.faiss`, ...), so a writer holds one
+segment in memory whatever the corpus size; `commit` also closes the open segment, so what a
+checkpoint has committed is on disk as whole segment files, each vector written once. The
+directory protocol around the segments (staging, publish, manifest, shards) is `layout`'s.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,107 +20,25 @@ import pyarrow.parquet as pq
 
 from aaflow_core.dataplane.views import embedding_column, embedding_matrix
 from aaflow_core.errors import IndexDirError
+from aaflow_core.stores.journal import file_sha256, fsync_dir
+from aaflow_core.stores.layout import ROWS_FILE, check_target, index_shards, new_staging, publish_staging, read_manifest
 from aaflow_core.stores.search import exact_topk
 
 INDEX_FILE = "index.faiss"
 SEGMENT_FILE = "index-{:05d}.faiss"
 SEGMENT_BYTES = 32 * 2**20  # 21845 rows of 384 float32 dimensions
-ROWS_FILE = "chunks.parquet"
-MANIFEST_FILE = "manifest.json"
-FORMAT = "aaflow-index/1"
-SHARD_DIR = "shard-{:05d}"
+Committed = list[tuple[str, str]]  # (segment file name, sha256) made durable by one commit
+
+
+def commit_files(committed: Sequence[Sequence[str]]) -> Committed:
+    """A commit record read back from JSON (lists) as the writer's (name, sha256) pairs."""
+    return [(str(name), str(sha)) for name, sha in committed]
 
 
 def _faiss() -> Any:
     import faiss
 
     return faiss
-
-
-def is_aaflow_index(path: Path) -> bool:
-    try:
-        return json.loads((path / MANIFEST_FILE).read_text()).get("format") == FORMAT
-    except (OSError, ValueError):
-        return False
-
-
-def read_manifest(path: Path) -> dict[str, Any]:
-    """The manifest of a published index, or IndexDirError naming the directory."""
-    if not is_aaflow_index(path):
-        raise IndexDirError(f"{path}: not an aaflow index (no {MANIFEST_FILE} of format {FORMAT})")
-    return json.loads((path / MANIFEST_FILE).read_text())
-
-
-def check_target(path: Path, overwrite: bool) -> None:
-    """Refuse to replace anything but an aaflow index, and that only when asked."""
-    if not path.exists():
-        return
-    if not path.is_dir():
-        raise IndexDirError(f"{path}: exists and is not a directory; refusing to overwrite it")
-    if not any(path.iterdir()):
-        return
-    if not is_aaflow_index(path):
-        raise IndexDirError(f"{path}: not empty and not an aaflow index; refusing to overwrite it")
-    if not overwrite:
-        raise IndexDirError(f"{path}: an aaflow index already exists; pass --overwrite to replace it")
-
-
-def new_staging(target: Path) -> Path:
-    """A fresh hidden directory beside `target`, on the same file system so a rename publishes it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
-
-
-def clear_stale(target: Path) -> list[Path]:
-    """Remove staging and replaced-index directories that killed runs left beside `target`.
-
-    Call only while holding the target's checkpoint lock: then no other writer owns them.
-    """
-    stale = [*target.parent.glob(f".{target.name}.staging-*"), *target.parent.glob(f".{target.name}.old-*")]
-    for path in stale:
-        shutil.rmtree(path, ignore_errors=True)
-    return stale
-
-
-def publish_staging(staging: Path, target: Path, manifest: dict[str, Any]) -> Path:
-    """Write the manifest last, then swap `staging` into `target` by renames (the old index goes last)."""
-    body = {"format": FORMAT, **manifest}
-    (staging / MANIFEST_FILE).write_text(json.dumps(body, indent=2, sort_keys=True))
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        target.rename(old)
-    staging.rename(target)
-    if old is not None:
-        shutil.rmtree(old)
-    return target
-
-
-@dataclass(frozen=True)
-class Shard:
-    """One FAISS index + sidecar of an index; its rows are global rows offset..offset+rows-1."""
-
-    path: Path
-    offset: int
-    rows: int
-
-
-def index_shards(path: str | os.PathLike[str]) -> list[Shard]:
-    """The shards of a published index in global row order: itself, or those its manifest lists.
-
-    An index written by N ranks keeps one sub-index per rank (`shard-00000`, ...) and lists
-    them, with their row counts, under `shards` in its manifest.
-    """
-    root = Path(path)
-    manifest = read_manifest(root)
-    listed = manifest.get("shards")
-    if not listed:
-        return [Shard(root, 0, int(manifest["counts"]["chunks"]))]
-    shards, offset = [], 0
-    for entry in listed:
-        shards.append(Shard(root / entry["dir"], offset, int(entry["rows"])))
-        offset += int(entry["rows"])
-    return shards
 
 
 def segment_path(shard: Path, k: int) -> Path:
@@ -156,7 +70,7 @@ def stored_batches(path: str | os.PathLike[str], batch_rows: int = 4096) -> Iter
     for shard in index_shards(path):
         segments = iter(segment_paths(shard.path))
         vectors, used = np.empty((0, 0), np.float32), 0
-        for batch in pq.ParquetFile(shard.path / ROWS_FILE).iter_batches(batch_size=batch_rows):
+        for batch in pq.ParquetFile(shard.rows_file).iter_batches(batch_size=batch_rows):
             start = 0
             while start < batch.num_rows:
                 if used == len(vectors):
@@ -170,23 +84,32 @@ def stored_batches(path: str | os.PathLike[str], batch_rows: int = 4096) -> Iter
 
 
 class IndexWriter:
-    """Streams rows and vectors into a staging directory; `publish` makes them the index.
+    """Streams rows and vectors into a staging directory; `publish` makes them the index (a StoreWriter).
 
     Rows go to the Parquet sidecar batch by batch; vectors to a FAISS segment that is written
-    out every `segment_bytes` (whole rows, at least one), so memory stays bounded however many
-    rows are added; the boundaries depend only on the row count and the dimension.
+    out every `segment_bytes` (whole rows, at least one) and at every `commit`, so memory stays
+    bounded; the boundaries depend only on the rows added and where commits fell. With a fixed
+    `staging` (a checkpoint's) and `resume`, the segments a killed run committed are kept there
+    for `adopt`; everything else in it is rewritten.
     """
 
     def __init__(self, target: str | os.PathLike[str], *, overwrite: bool = False,
-                 segment_bytes: int = SEGMENT_BYTES) -> None:
+                 segment_bytes: int = SEGMENT_BYTES, staging: Path | None = None, resume: bool = False) -> None:
         if segment_bytes < 1:
             raise ValueError(f"segment_bytes must be >= 1, got {segment_bytes}")
         self.target = Path(target)
         check_target(self.target, overwrite)
-        self.staging = new_staging(self.target)
+        if staging is None:
+            self.staging = new_staging(self.target)
+        else:
+            if not resume:
+                shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True, exist_ok=True)
+            self.staging = staging
         self.segment_bytes = segment_bytes
         self.segment_rows = 0  # known at the first batch, from its dimension
         self.segments = 0  # written so far
+        self._committed = 0  # segments made durable by `commit`
         self._index: Any = None
         self._rows: pq.ParquetWriter | None = None
         self.count = 0
@@ -204,6 +127,9 @@ class IndexWriter:
             start += take
             if self._index.ntotal == self.segment_rows:
                 self._write_segment()
+        self._write_rows(batch)
+
+    def _write_rows(self, batch: pa.RecordBatch) -> None:
         rows = batch.drop_columns(["embedding"])
         if self._rows is None:
             # no column statistics: min/max of every text row group would fill the footer,
@@ -217,27 +143,71 @@ class IndexWriter:
         self.segments += 1
         self._index = None
 
+    def commit(self) -> Committed:
+        """Write the open segment and fsync every segment since the last commit: their names and sha256.
+
+        The rows are not made durable: a resumed run derives them again from its input.
+        """
+        if self._index is not None:
+            self._write_segment()
+        paths = [segment_path(self.staging, k) for k in range(self._committed, self.segments)]
+        for path in paths:
+            with open(path, "rb+") as f:
+                os.fsync(f.fileno())
+        fsync_dir(self.staging)
+        self._committed = self.segments
+        return [(p.name, file_sha256(p)) for p in paths]
+
+    def intact(self, committed: Committed) -> bool:
+        """Whether a killed run's commit is still in staging, byte for byte."""
+        return all((self.staging / name).exists() and file_sha256(self.staging / name) == sha for name, sha in committed)
+
+    def committed_vectors(self, committed: Committed) -> np.ndarray:
+        """The vectors of a killed run's commit, read back from its segments (to hash and join with rows)."""
+        parts = []
+        for name, _ in committed:
+            segment = _faiss().read_index(str(self.staging / name))
+            parts.append(segment.reconstruct_n(0, segment.ntotal))
+        return np.vstack(parts) if parts else np.empty((0, 0), np.float32)
+
+    def adopt(self, batch: pa.RecordBatch, committed: Committed) -> None:
+        """Take a killed run's commit as the next rows: `batch` holds its rows, its segments are already here."""
+        expected = [segment_path(self.staging, self.segments + i).name for i in range(len(committed))]
+        if self._index is not None or [name for name, _ in committed] != expected:
+            raise IndexDirError(f"{self.staging}: checkpointed segments {[n for n, _ in committed]} do not follow "
+                                f"the {self.segments} segment(s) written; pass --overwrite to start over")
+        self._write_rows(batch)
+        self.segments = self._committed = self.segments + len(committed)
+
     def finish(self) -> None:
-        """Write the last segment and close the sidecar (still in staging)."""
+        """Write the last segment, close the sidecar and drop a killed run's leftovers (still in staging)."""
         if self._rows is not None:
             self._rows.close()
             self._rows = None
         if self._index is not None:
             self._write_segment()
+        keep = {segment_path(self.staging, k).name for k in range(self.segments)} | {ROWS_FILE}
+        for path in self.staging.iterdir():
+            if path.name not in keep:
+                path.unlink()
 
     def publish(self, manifest: dict[str, Any]) -> Path:
         """Write the manifest and atomically swap the staging directory into place."""
         return publish_staging(self.staging, self.target, manifest)
 
-    def discard(self) -> None:
+    def close(self) -> None:
+        """Close the sidecar, keeping what is staged (a checkpoint resumes from its committed segments)."""
         if self._rows is not None:
             self._rows.close()
             self._rows = None
+
+    def discard(self) -> None:
+        self.close()
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
 class IndexReader:
-    """Opens a published index: vectors in FAISS, rows memory-mapped from Parquet.
+    """Opens a published index: vectors in FAISS, rows memory-mapped from Parquet (a StoreReader).
 
     A sharded index (written by N ranks) opens as one: its shards' vectors are merged into one
     FAISS index and their rows concatenated, in global row order.
@@ -247,7 +217,7 @@ class IndexReader:
         self.path = Path(path)
         self.manifest = read_manifest(self.path)
         shards = index_shards(self.path)
-        self.rows = pa.concat_tables([pq.read_table(s.path / ROWS_FILE, memory_map=True) for s in shards])
+        self.rows = pa.concat_tables([pq.read_table(s.rows_file, memory_map=True) for s in shards])
         self.index = read_vectors(shards[0].path)
         for shard in shards[1:]:
             self.index.merge_from(read_vectors(shard.path))

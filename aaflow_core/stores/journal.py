@@ -1,10 +1,11 @@
 """A checkpoint journal: durable part files plus one JSON line per committed part.
 
-An ingest run writes every upserted batch (rows and their embeddings) to its own Parquet
-part, fsyncs it, renames it into place, and only then appends a journal line naming it with
-its row count and sha256. A process killed at any instant therefore leaves a prefix of
-complete, verifiable parts; `--resume` keeps that prefix and drops anything after it
-(a torn last line, a part without a line, a part whose bytes changed).
+Each commit writes its batch to its own Parquet part, fsyncs it, renames it into place, and
+only then appends a journal line naming it with its row count and sha256. A process killed
+at any instant therefore leaves a prefix of complete, verifiable parts; `--resume` keeps that
+prefix and drops anything after it (a torn last line, a part without a line, a part whose
+bytes changed). An ingest's parts are small: the chunk ids of one committed window and, in
+the part's schema metadata, the index segments that window went to (pipelines.checkpoint).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from aaflow_core.errors import IndexDirError
 JOURNAL_FILE = "journal.jsonl"
 PART_FILE = "part-{:06d}.parquet"
 LOCK_FILE = "lock"
-FORMAT = "aaflow-journal/1"
+FORMAT = "aaflow-journal/2"  # /2: an ingest part names index segments instead of holding vectors
 
 
 def work_dir_for(target: str | os.PathLike[str]) -> Path:
@@ -185,6 +186,20 @@ class Journal:
         append_line_durably(self.work / JOURNAL_FILE, asdict(part))
         self.parts.append(part)
         return part
+
+    def keep(self, count: int) -> None:
+        """Forget every part after the first `count` (their data turned out damaged): they are redone."""
+        if count >= len(self.parts):
+            return
+        for part in self.parts[count:]:
+            (self.work / PART_FILE.format(part.index)).unlink(missing_ok=True)
+        self.parts = self.parts[:count]
+        self.recovered = min(self.recovered, count)
+        self._write_lines([self.header, *(asdict(p) for p in self.parts)])
+
+    def part_schema(self, part: Part) -> pa.Schema:
+        """A committed part's Arrow schema, with the metadata its writer put there."""
+        return pq.read_schema(self.work / PART_FILE.format(part.index))
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         """Every committed part as one batch, in commit order (one part in memory at a time)."""

@@ -12,7 +12,7 @@ import pytest
 
 from aaflow_core.errors import RemoteCallError
 from aaflow_core.operators.generate import GenerateOperator
-from aaflow_core.operators.remote_embed import RemoteEmbedder
+from aaflow_core.remote.embedder import RemoteEmbedder
 from aaflow_core.remote import Retries
 from aaflow_core.serve import EchoChat, ServerThread, create_app
 from aaflow_core.serve.backends import ChatRequest, ModelEmbeddings

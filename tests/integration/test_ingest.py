@@ -172,16 +172,3 @@ def test_query_json_prints_exactly_one_line(built):
     doc = json.loads(lines[0])
     assert doc["query"] == "json decoder" and [h["rank"] for h in doc["hits"]] == [1, 2]
     assert set(doc["hits"][0]) == {"rank", "score", "source", "chunk_id", "text"}
-
-
-def test_retrieve_operator_equals_the_query_job(built):
-    from aaflow_core import Executor, Resources, Workflow, bind, specs
-
-    questions = ["How do I split a string the way a shell does?", "serialize to JSON"]
-    wf = Workflow(Resources(threads=2))
-    wf.add(specs.embed(window=32)).add(specs.retrieve(index_dir=str(built.index_dir), k=3))
-    source = pa.RecordBatch.from_pydict({"qid": pa.array([0, 1], pa.int64()), "text": questions})
-    with Executor(bind(wf.compile()), backend="serial") as ex:
-        rows = pa.Table.from_batches(list(ex.run([source]))).to_pylist()
-    expected = query(built.index_dir, questions, k=3)
-    assert [(r["qid"], r["chunk_id"]) for r in rows] == [(q, h.chunk_id) for q, hits in enumerate(expected) for h in hits]

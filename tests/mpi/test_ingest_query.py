@@ -12,7 +12,8 @@ import pytest
 from aaflow_core.cli.main import main
 from aaflow_core.distributed import Comm
 from aaflow_core.pipelines import IngestConfig, ingest, query
-from aaflow_core.stores.faiss_store import IndexReader, index_shards
+from aaflow_core.stores.faiss_store import IndexReader
+from aaflow_core.stores.layout import index_shards
 
 from tests.mpi.mpirun import PROGS, run_mpi
 

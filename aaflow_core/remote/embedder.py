@@ -1,4 +1,4 @@
-"""Remote embeddings: an OpenAI-compatible `/v1/embeddings` endpoint through `aaflow_core.remote`.
+"""Embedders over an OpenAI-compatible `/v1/embeddings` endpoint (the remote twin of `models.embedding`).
 
 Requests ask for base64 vectors, decoded straight into one float32 matrix (no Python float
 lists). The remote client retries what is transient (429 after the server's Retry-After,
@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from aaflow_core.errors import MalformedResponseError, RemoteCallError
-from aaflow_core.remote import Endpoint, Limits, RemoteClient, Retries, Usage, decode_embeddings, shared_client
+from aaflow_core.remote.client import RemoteClient, shared_client
+from aaflow_core.remote.config import Endpoint, Limits, Retries
+from aaflow_core.remote.usage import Usage
 
 
 class RemoteEmbedder:
@@ -108,5 +109,4 @@ def endpoint_embedder(base_url: str, model: str, rpm: float | None = None, tpm: 
     return EndpointEmbedder(base_url, model, rpm, tpm)
 
 
-__all__ = ["EndpointEmbedder", "MalformedResponseError", "RemoteCallError", "RemoteEmbedder", "decode_embeddings",
-           "endpoint_embedder"]
+__all__ = ["EndpointEmbedder", "RemoteEmbedder", "RemoteMode", "endpoint_embedder"]
