@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.schema import BaseNode, TransformComponent
 from llama_index.core.utils import get_tqdm_iterable
 
@@ -28,6 +29,7 @@ from aaflow_adapters.llamaindex.checkpoint import EmbeddingCheckpoint, checkpoin
 from aaflow_adapters.llamaindex.locality import is_embedding
 from aaflow_adapters.llamaindex.nodes import EMBEDDING, NodeTable, source_batches
 from aaflow_adapters.llamaindex.remote import routed
+from aaflow_adapters.llamaindex.splitpool import splitter_config, worker_count
 from aaflow_adapters.llamaindex.steps import EmbedCaller, EmbedStep, Failure, RunCoro, TransformStep
 from aaflow_adapters.llamaindex.vector import Segment
 
@@ -52,6 +54,7 @@ class EngineOptions:
     workers: int = 1
     queue_capacity: int = 4
     checkpoint: str | None = None  # a directory: embeddings committed per micro-batch (checkpoint.py)
+    split_processes: int | None = None  # SentenceSplitter worker processes; None: one per CPU (splitpool.py)
 
     def __post_init__(self) -> None:
         if self.parity and self.embed_batch_size is not None:
@@ -60,6 +63,8 @@ class EngineOptions:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(name, value, "must be >= 1 or None")
+        if self.split_processes is not None and self.split_processes < 0:
+            raise ConfigError("split_processes", self.split_processes, "must be >= 0 or None")
         if self.batch_chars < 1:
             raise ConfigError("batch_chars", self.batch_chars, "must be >= 1")
 
@@ -117,8 +122,11 @@ def stream(
                              name=name, batch_size=window, workers=workers)
             else:
                 label = f"transformations[{offset + i}] ({type(transform).__name__})"
+                processes = worker_count() if opts.split_processes is None else opts.split_processes
+                config = splitter_config(transform) if processes and isinstance(transform, SentenceSplitter) else None
                 workflow.map(TransformStep(transform, table, kwargs, run_coro, index=i, name=name, label=label,
-                                           failure=failure), name=name, workers=opts.workers)
+                                           failure=failure, split_config=config, processes=processes), name=name,
+                             workers=opts.workers if config is None else max(opts.workers, processes))
         if records:
             workflow.map(CacheTap(table, records[-1], None), name="cache-out")
         segments: list[Segment] = []
