@@ -83,6 +83,7 @@ class _Worker:
         self.proc = subprocess.Popen([sys.executable, "-c", LAUNCH, WORKER], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE)
         self.ready = False
+        self.settled = threading.Event()  # set once the worker is ready or gone
         self.alive = True
         self.pending: deque[tuple[Future[pa.RecordBatch], int]] = deque()
         self.load = 0  # characters sent and not answered
@@ -113,6 +114,7 @@ class _Worker:
             reader = pa.ipc.open_stream(self.proc.stdout)
             reader.read_next_batch()  # the worker's "ready"
             self.ready = True
+            self.settled.set()
             for batch in reader:
                 with self.lock:
                     fut, chars = self.pending.popleft()
@@ -124,6 +126,8 @@ class _Worker:
 
     def _fail(self, exc: BaseException) -> None:
         self.alive = self.ready = False
+        self.settled.set()
+        log.debug("aaflow: a split worker stopped (%s); its texts are split in this process", exc)
         while self.pending:
             self.pending.popleft()[0].set_exception(BrokenPipeError(f"split worker exited: {exc}"))
 
@@ -200,6 +204,20 @@ def shared_pool(processes: int) -> SplitPool:
         while len(_pool.workers) < processes:
             _pool.workers.append(_Worker())
         return _pool
+
+
+def start_split_workers(processes: int | None = None, *, wait: bool = True, timeout_s: float = 120.0) -> int:
+    """Start the split workers now (a service that ingests often; a benchmark's warm-up).
+
+    Runs start them on their own, in the background, and split here until they are ready;
+    this only moves that start earlier. Returns how many are ready (all of them once `wait`ed).
+    """
+    count = worker_count() if processes is None else processes
+    pool = shared_pool(count)
+    if wait:
+        for w in pool.workers[:count]:
+            w.settled.wait(timeout_s)
+    return sum(1 for w in pool.workers[:count] if w.ready and w.alive)
 
 
 def presplit(splitter: Any, config: str, nodes: Sequence[BaseNode], processes: int) -> Any:
