@@ -29,7 +29,7 @@ from aaflow_adapters.llamaindex.checkpoint import EmbeddingCheckpoint, checkpoin
 from aaflow_adapters.llamaindex.locality import is_embedding
 from aaflow_adapters.llamaindex.nodes import EMBEDDING, NodeTable, source_batches
 from aaflow_adapters.llamaindex.remote import endpoint_of, routed
-from aaflow_adapters.llamaindex.splitpool import splitter_config, worker_count
+from aaflow_adapters.llamaindex.splitpool import Prefetch, splitter_config, worker_count
 from aaflow_adapters.llamaindex.steps import EmbedCaller, EmbedStep, Failure, RunCoro, TransformStep
 from aaflow_adapters.llamaindex.vector import Segment
 
@@ -39,6 +39,7 @@ WINDOW_ROWS = 256  # nodes length-sorted together before micro-batching
 # no window waits for another's slowest request; the limiter (adaptive window, rpm/tpm, the
 # server's headers, the shared in-flight budget) decides how many requests are out at once.
 REQUESTS_PER_WINDOW = 4
+LOOKAHEAD_BATCHES = 4  # input batches' worth of text a first-step SentenceSplitter sends its workers ahead
 
 
 def start_window(limits: Limits) -> int:
@@ -129,8 +130,11 @@ def stream(
                 label = f"transformations[{offset + i}] ({type(transform).__name__})"
                 processes = worker_count() if opts.split_processes is None else opts.split_processes
                 config = splitter_config(transform) if processes and isinstance(transform, SentenceSplitter) else None
+                ahead = None if config is None or i > 0 else Prefetch(transform, config, processes, nodes,
+                                                                      LOOKAHEAD_BATCHES * opts.batch_chars)
                 stages.append((TransformStep(transform, table, kwargs, run_coro, index=i, name=name, label=label,
-                                             failure=failure, split_config=config, processes=processes), name, None,
+                                             failure=failure, split_config=config, processes=processes,
+                                             prefetch=ahead), name, None,
                                opts.workers if config is None else max(opts.workers, processes)))
         # the thread budget is what the stages asked for: no stage is capped below its own count
         workflow = Workflow(Resources(threads=max(w for *_, w in stages), queue_capacity=opts.queue_capacity))

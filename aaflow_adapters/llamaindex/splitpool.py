@@ -40,6 +40,7 @@ REQUEST = pa.schema([("config", pa.string()), ("text", pa.large_string()), ("met
 # and pyarrow only (no aaflow, no torch), and nothing of the user's script.
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "split_worker.py")
 LAUNCH = "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')"
+GROUP_CHARS = 8_000  # characters of text per request to a worker: small enough to balance, big enough to batch
 SETTINGS = ("separator", "chunk_size", "chunk_overlap", "paragraph_separator", "secondary_chunking_regex")
 
 
@@ -220,9 +221,8 @@ def start_split_workers(processes: int | None = None, *, wait: bool = True, time
     return sum(1 for w in pool.workers[:count] if w.ready and w.alive)
 
 
-def presplit(splitter: Any, config: str, nodes: Sequence[BaseNode], processes: int) -> Any:
-    """A private copy of `splitter` whose splitting of these nodes was done by `processes` workers."""
-    found = shared_pool(processes).splits(config, nodes, splitter, processes)
+def with_splits(splitter: Any, found: dict[tuple[str, str], list[str]]) -> Any:
+    """A private copy of `splitter` that returns the workers' splits (and splits anything else itself)."""
     if not found:
         return splitter
     own = splitter.split_text_metadata_aware
@@ -234,3 +234,76 @@ def presplit(splitter: Any, config: str, nodes: Sequence[BaseNode], processes: i
     copy = splitter.model_copy()
     object.__setattr__(copy, "split_text_metadata_aware", split_text_metadata_aware)
     return copy
+
+
+def presplit(splitter: Any, config: str, nodes: Sequence[BaseNode], processes: int) -> Any:
+    """`with_splits` for one batch: these nodes' texts split by `processes` workers now."""
+    return with_splits(splitter, shared_pool(processes).splits(config, nodes, splitter, processes))
+
+
+class Prefetch:
+    """The stream's input sent to the workers ahead of the splitter stage, at most `lookahead` characters.
+
+    Workers never wait for a batch boundary: requests of about GROUP_CHARS go out in input
+    order as soon as the run starts, so the splitter stage mostly finds its batch split.
+    """
+
+    def __init__(self, splitter: Any, config: str, processes: int, nodes: Sequence[BaseNode],
+                 lookahead: int) -> None:
+        self.pool, self.splitter, self.config, self.processes = shared_pool(processes), splitter, config, processes
+        self.nodes, self.lookahead = nodes, lookahead
+        self.position = {id(n): i for i, n in enumerate(nodes)}
+        self.next = 0  # the first input not sent yet
+        self.group_of: dict[int, int] = {}  # input position -> request
+        self.sent: dict[int, tuple[list[tuple[str, str]], Future[pa.RecordBatch], int]] = {}
+        self.left: dict[int, int] = {}  # request -> its inputs no batch has taken yet
+        self.outstanding = 0
+        self.lock = threading.Lock()
+        with self.lock:
+            self._top_up(-1)
+
+    def _top_up(self, upto: int) -> None:
+        ready = [w for w in self.pool.workers[:self.processes] if w.ready and w.alive]
+        if not ready:
+            return
+        while self.next < len(self.nodes) and (self.outstanding < self.lookahead or self.next <= upto):
+            start, chars = self.next, 0
+            while self.next < len(self.nodes) and (chars < GROUP_CHARS or self.next == start):
+                chars += len(self.nodes[self.next].get_content(metadata_mode=MetadataMode.NONE))
+                self.next += 1
+            keys = [(n.get_content(metadata_mode=MetadataMode.NONE), self.splitter._get_metadata_str(n))
+                    for n in self.nodes[start:self.next]]
+            worker = min(ready, key=lambda w: w.load)
+            self.sent[start] = (keys, worker.send(self.config, [k[0] for k in keys], [k[1] for k in keys]), chars)
+            self.group_of.update((i, start) for i in range(start, self.next))
+            self.left[start] = self.next - start
+            self.outstanding += chars
+
+    def splitter_for(self, nodes: Sequence[BaseNode]) -> Any:
+        """The splitter to call on this batch: with the workers' splits of its texts."""
+        positions = [self.position.get(id(n), -1) for n in nodes]
+        with self.lock:
+            last = max(positions, default=-1)
+            self.next = max(self.next, min(p for p in positions if p >= 0) if last >= 0 else self.next)
+            self._top_up(last)  # workers that became ready since: they take this batch and the next ones
+            mine = [self.group_of.pop(p) for p in positions if p in self.group_of]
+            starts = sorted(set(mine))
+            requests = [self.sent[start] for start in starts]
+        found: dict[tuple[str, str], list[str]] = {}
+        for keys, fut, _ in requests:
+            try:
+                batch = fut.result()
+            except BrokenPipeError as exc:
+                log.debug("aaflow: %s; splitting %d texts in this process", exc, len(keys))
+            else:
+                for key, splits, error in zip(keys, batch.column(0).to_pylist(), batch.column(1).to_pylist()):
+                    if error is None:
+                        found[key] = splits
+        with self.lock:
+            for start in mine:
+                self.left[start] -= 1
+                if not self.left[start]:  # every input of that request taken: its answer can go
+                    del self.left[start]
+                    self.outstanding -= self.sent.pop(start)[2]
+            self._top_up(-1)
+        return with_splits(self.splitter, found)
