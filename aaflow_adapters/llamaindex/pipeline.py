@@ -38,6 +38,7 @@ from aaflow_adapters.llamaindex.docstore import HashedInput, duplicate_choice, r
 from aaflow_adapters.llamaindex.engine import EngineOptions
 from aaflow_adapters.llamaindex.mpi import run_on_ranks
 from aaflow_adapters.llamaindex.remote import UsageMeter
+from aaflow_adapters.llamaindex.splitpool import worker_count
 from aaflow_adapters.llamaindex.steps import RunCoro
 from aaflow_adapters.llamaindex.transform import Outcome, Run
 from aaflow_adapters.llamaindex.vector import Segment, VectorWrite, aadd_nodes, add_nodes, check_write
@@ -116,7 +117,15 @@ class AAFlowIngestionPipeline(IngestionPipeline):
         return EngineOptions(self.parity, self.embed_batch_size, self.embed_concurrency, self.batch_chars,
                              self.backend, workers=max(1, num_workers or 1),
                              checkpoint=rank_dir(self.checkpoint, Comm.for_ranks(self.ranks)),
-                             split_processes=self.split_processes)
+                             split_processes=self._split_processes())
+
+    def _split_processes(self) -> Optional[int]:
+        """Under MPI the ranks already share the CPUs: split workers only where each rank has 2 or more."""
+        size = Comm.for_ranks(self.ranks).size
+        if self.split_processes is not None or size == 1:
+            return self.split_processes
+        per_rank = worker_count() // size
+        return per_rank if per_rank >= 2 else 0
 
     def _prepare_inputs(self, documents: Optional[Sequence[Document]],
                         nodes: Optional[Sequence[BaseNode]]) -> Sequence[BaseNode]:
