@@ -148,6 +148,7 @@ class SplitPool:
     """The process's split workers; `splits` answers what it can and leaves the rest to stock."""
 
     def __init__(self, workers: int) -> None:
+        self.pid = os.getpid()
         self.workers = [_Worker() for _ in range(workers)]
 
     def splits(self, config: str, nodes: Sequence[BaseNode], splitter: Any,
@@ -199,7 +200,7 @@ def shared_pool(processes: int) -> SplitPool:
     """The process's split pool, grown to `processes` workers (started in the background)."""
     global _pool
     with _pool_lock:
-        if _pool is None:
+        if _pool is None or _pool.pid != os.getpid():  # a forked child must not write to its parent's workers
             _pool = SplitPool(0)
             atexit.register(_pool.close)
         while len(_pool.workers) < processes:
