@@ -49,13 +49,14 @@ def llamaindex_case(pool: Pool, repeats: int, pages: int) -> dict[str, Any]:
             c, url = str(Path(tmp) / "pages"), server.base_url
             sides = {f"llamaindex {cfg.replace('_', ' ')}": (f"{SIDES}:llamaindex_side",
                                                              {"corpus": c, "base_url": url, "config": cfg})
-                     for cfg in ("stock_run", "stock_arun", "aaflow_run", "aaflow_arun")}
+                     for cfg in ("stock_run", "stock_arun", "aaflow_run", "aaflow_arun", "aaflow_run_one_process")}
             sides["floor (plain aiohttp, requests only)"] = (f"{SIDES}:floor_side", {"corpus": c, "base_url": url})
             result = side_by_side(sides, repeats, pool)
             served = app[STATS].requests
     digests = {name: {r.get("output_sha256") for r in side["runs"]} for name, side in result.items()}
     pairs = [("llamaindex stock run", "llamaindex aaflow run"), ("llamaindex stock arun", "llamaindex aaflow run"),
              ("llamaindex stock arun", "llamaindex aaflow arun"),
+             ("llamaindex stock arun", "llamaindex aaflow run one process"),
              ("floor (plain aiohttp, requests only)", "llamaindex aaflow run")]
     return {"corpus": info, "server": {"latency_s": 0.08, "item_s": 0.0002, "requests_served": served},
             "sides": result, "same_output": len(set().union(*digests.values())) == 1,

@@ -41,28 +41,53 @@ def digest(vectors: np.ndarray, texts: list[str]) -> str:
 
 
 def llamaindex_side(corpus: str, base_url: str, config: str) -> Callable[[], dict[str, Any]]:
-    """stock_run, stock_arun, aaflow_run, aaflow_arun: a fresh pipeline (and openai client) per run."""
+    """stock_run, stock_arun, aaflow_run, aaflow_arun, aaflow_run_one_process (no split workers):
+    a fresh pipeline (and openai client) per run. `cpu_s` is this process's CPU time (all its
+    threads; split workers not included), `workers_cpu_s` the split workers' (from /proc)."""
     import faiss
     from llama_index.core.ingestion import IngestionPipeline
     from llama_index.vector_stores.faiss import FaissVectorStore
 
-    from aaflow_adapters.llamaindex import AAFlowIngestionPipeline
+    from aaflow_adapters.llamaindex import AAFlowIngestionPipeline, start_split_workers
 
     cls = AAFlowIngestionPipeline if config.startswith("aaflow") else IngestionPipeline
+    opts = {"split_processes": 0} if config.endswith("one_process") else {}
     go = (lambda pipe, docs: asyncio.run(pipe.arun(documents=docs))) if config.endswith("arun") else (
         lambda pipe, docs: pipe.run(documents=docs))
-    go(cls(transformations=transformations(base_url)), pages(corpus)[:2])  # imports, tokenizer, sessions: untimed
+    if cls is AAFlowIngestionPipeline and not opts:
+        start_split_workers()  # started once per process, as the HTTP sessions are: untimed, like the warm-up
+    go(cls(transformations=transformations(base_url), **opts), pages(corpus)[:2])  # imports, tokenizer, sessions
 
     def run() -> dict[str, Any]:
         docs = pages(corpus)
-        pipe = cls(transformations=transformations(base_url), vector_store=FaissVectorStore(faiss.IndexFlatL2(64)))
-        t0 = time.perf_counter()
+        pipe = cls(transformations=transformations(base_url), vector_store=FaissVectorStore(faiss.IndexFlatL2(64)),
+                   **opts)
+        workers0, t0, c0 = workers_cpu_s(), time.perf_counter(), time.process_time()
         nodes = go(pipe, docs)
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         vectors = np.asarray([n.embedding for n in nodes], np.float32)
-        return {"wall_s": wall, "rows": len(nodes), "output_sha256": digest(vectors, [n.get_content() for n in nodes])}
+        return {"wall_s": wall, "cpu_s": cpu, "workers_cpu_s": workers_cpu_s() - workers0, "rows": len(nodes),
+                "output_sha256": digest(vectors, [f"{n.id_}|{n.start_char_idx}|{n.end_char_idx}|{n.metadata}|"
+                                                  f"{sorted((k.value, v.node_id) for k, v in n.relationships.items())}|"
+                                                  f"{n.get_content()}" for n in nodes])}
 
     return run
+
+
+def workers_cpu_s() -> float:
+    """CPU seconds (user + system) of this process's live children: the split workers."""
+    import os
+
+    total = 0
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        children = (task / "children").read_text().split() if (task / "children").exists() else []
+        for pid in children:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def floor_side(corpus: str, base_url: str) -> Callable[[], dict[str, Any]]:
@@ -88,7 +113,9 @@ def floor_side(corpus: str, base_url: str) -> Callable[[], dict[str, Any]]:
         t0 = time.perf_counter()
         vectors = asyncio.run(every())
         return {"wall_s": time.perf_counter() - t0, "rows": len(texts),
-                "output_sha256": digest(vectors, [n.get_content() for n in nodes])}
+                "output_sha256": digest(vectors, [f"{n.id_}|{n.start_char_idx}|{n.end_char_idx}|{n.metadata}|"
+                                                  f"{sorted((k.value, v.node_id) for k, v in n.relationships.items())}|"
+                                                  f"{n.get_content()}" for n in nodes])}
 
     return run
 

@@ -12,5 +12,6 @@ os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(llama_index.core.__file__).
 
 from aaflow_adapters.llamaindex.embeddings import AAFlowEmbedding, accelerated  # noqa: E402
 from aaflow_adapters.llamaindex.pipeline import AAFlowIngestionPipeline, RunStats  # noqa: E402
+from aaflow_adapters.llamaindex.splitpool import start_split_workers  # noqa: E402
 
-__all__ = ["AAFlowEmbedding", "AAFlowIngestionPipeline", "RunStats", "accelerated"]
+__all__ = ["AAFlowEmbedding", "AAFlowIngestionPipeline", "RunStats", "accelerated", "start_split_workers"]

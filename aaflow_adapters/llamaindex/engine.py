@@ -15,29 +15,36 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.schema import BaseNode, TransformComponent
 from llama_index.core.utils import get_tqdm_iterable
 
 from aaflow_core import Executor, Resources, Workflow, bind
 from aaflow_core.concurrency import LoopThread
 from aaflow_core.errors import AAFlowError, ConfigError
-from aaflow_core.remote import shared_client
+from aaflow_core.remote import Limiter, Limits, shared_client
 
 from aaflow_adapters.llamaindex.cache import CacheTap, StepRecord
 from aaflow_adapters.llamaindex.checkpoint import EmbeddingCheckpoint, checkpointed
 from aaflow_adapters.llamaindex.locality import is_embedding
 from aaflow_adapters.llamaindex.nodes import EMBEDDING, NodeTable, source_batches
-from aaflow_adapters.llamaindex.remote import routed
+from aaflow_adapters.llamaindex.remote import endpoint_of, routed
+from aaflow_adapters.llamaindex.splitpool import Prefetch, splitter_config, worker_count
 from aaflow_adapters.llamaindex.steps import EmbedCaller, EmbedStep, Failure, RunCoro, TransformStep
 from aaflow_adapters.llamaindex.vector import Segment
 
 WINDOW_ROWS = 256  # nodes length-sorted together before micro-batching
-OWN_CLIENT_CONCURRENCY = 8  # calls overlapped for remote models that keep their own client (not routed)
-# Routed models: small windows (REQUESTS_PER_WINDOW requests each) with many windows in flight, so
-# embedding starts with the first split nodes and no window waits for another's slowest request;
-# the remote client's limiter, not these numbers, decides how many requests are out at once.
+# Routed models: small windows (REQUESTS_PER_WINDOW requests each), as many in flight as the
+# endpoint limiter's starting window admits, so embedding starts with the first split nodes and
+# no window waits for another's slowest request; the limiter (adaptive window, rpm/tpm, the
+# server's headers, the shared in-flight budget) decides how many requests are out at once.
 REQUESTS_PER_WINDOW = 4
-WINDOWS_IN_FLIGHT = 16
+LOOKAHEAD_BATCHES = 4  # input batches' worth of text a first-step SentenceSplitter sends its workers ahead
+
+
+def start_window(limits: Limits) -> int:
+    """Requests the remote client's limiter admits at once before it has seen an answer."""
+    return int(Limiter(limits).window)
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,7 @@ class EngineOptions:
     workers: int = 1
     queue_capacity: int = 4
     checkpoint: str | None = None  # a directory: embeddings committed per micro-batch (checkpoint.py)
+    split_processes: int | None = None  # SentenceSplitter worker processes; None: one per CPU (splitpool.py)
 
     def __post_init__(self) -> None:
         if self.parity and self.embed_batch_size is not None:
@@ -60,6 +68,8 @@ class EngineOptions:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(name, value, "must be >= 1 or None")
+        if self.split_processes is not None and self.split_processes < 0:
+            raise ConfigError("split_processes", self.split_processes, "must be >= 0 or None")
         if self.batch_chars < 1:
             raise ConfigError("batch_chars", self.batch_chars, "must be >= 1")
 
@@ -85,7 +95,8 @@ def embed_settings(model: BaseEmbedding, opts: EngineOptions) -> tuple[BaseEmbed
     """
     size = model.embed_batch_size if opts.embed_batch_size is None else opts.embed_batch_size
     target = model if size == model.embed_batch_size else model.model_copy(update={"embed_batch_size": size})
-    concurrency = opts.embed_concurrency or (1 if is_local(model) else OWN_CLIENT_CONCURRENCY)
+    # remote models that keep their own client: as many calls overlapped as aaflow's own client starts with
+    concurrency = opts.embed_concurrency or (1 if is_local(model) else start_window(Limits()))
     window = size * max(math.ceil(WINDOW_ROWS / size), 2 * concurrency)
     return target, size, concurrency, window
 
@@ -105,20 +116,30 @@ def stream(
     if records:
         records[0].key = first_key
     failure = Failure(drain=record_cache)
-    workflow = Workflow(Resources(threads=max(opts.workers, WINDOWS_IN_FLIGHT), queue_capacity=opts.queue_capacity))
+    stages: list[tuple[Any, str, int | None, int]] = []  # (step, name, batch rows, workers)
     with ExitStack() as stack:
         for i, transform in enumerate(transforms):
             if i > 0 and records:
-                workflow.map(CacheTap(table, records[i - 1], records[i]), name=f"cache-{i}")
+                stages.append((CacheTap(table, records[i - 1], records[i]), f"cache-{i}", None, 1))
             name = f"{i}-{type(transform).__name__}"
             if is_embedding(transform):
                 caller, window, workers = _embed_caller(transform, opts, kwargs, run_coro, stack)
-                workflow.map(EmbedStep(caller, table, parity=opts.parity, index=i, name=name, failure=failure),
-                             name=name, batch_size=window, workers=workers)
+                stages.append((EmbedStep(caller, table, parity=opts.parity, index=i, name=name, failure=failure),
+                               name, window, workers))
             else:
                 label = f"transformations[{offset + i}] ({type(transform).__name__})"
-                workflow.map(TransformStep(transform, table, kwargs, run_coro, index=i, name=name, label=label,
-                                           failure=failure), name=name, workers=opts.workers)
+                processes = worker_count() if opts.split_processes is None else opts.split_processes
+                config = splitter_config(transform) if processes and isinstance(transform, SentenceSplitter) else None
+                ahead = None if config is None or i > 0 else Prefetch(transform, config, processes, nodes,
+                                                                      LOOKAHEAD_BATCHES * opts.batch_chars)
+                stages.append((TransformStep(transform, table, kwargs, run_coro, index=i, name=name, label=label,
+                                             failure=failure, split_config=config, processes=processes,
+                                             prefetch=ahead), name, None,
+                               opts.workers if config is None else max(opts.workers, processes)))
+        # the thread budget is what the stages asked for: no stage is capped below its own count
+        workflow = Workflow(Resources(threads=max(w for *_, w in stages), queue_capacity=opts.queue_capacity))
+        for step, name, rows, workers in stages:
+            workflow.map(step, name=name, batch_size=rows, workers=workers)
         if records:
             workflow.map(CacheTap(table, records[-1], None), name="cache-out")
         segments: list[Segment] = []
@@ -142,7 +163,8 @@ def _embed_caller(model: BaseEmbedding, opts: EngineOptions, kwargs: dict[str, A
         window = size if opts.parity else size * REQUESTS_PER_WINDOW
         caller = EmbedCaller(checkpointed(lean, store), batch_size=size, concurrency=window // size,
                              run_coro=shared_client().run, pool=None, kwargs=kwargs)
-        return caller, window, WINDOWS_IN_FLIGHT
+        limits = endpoint_of(target, opts.embed_concurrency).limits
+        return caller, window, max(1, -(-start_window(limits) // (window // size)))
     pool = None
     if run_coro is None:  # sync run: the model's sync API on a pool, driven by a private loop
         run_coro = stack.enter_context(LoopThread("aaflow-llamaindex-embed")).run

@@ -37,6 +37,8 @@ from aaflow_adapters.llamaindex.checkpoint import rank_dir
 from aaflow_adapters.llamaindex.docstore import HashedInput, duplicate_choice, ref_id, snapshot, upsert_choice
 from aaflow_adapters.llamaindex.engine import EngineOptions
 from aaflow_adapters.llamaindex.mpi import run_on_ranks
+from aaflow_adapters.llamaindex.remote import UsageMeter
+from aaflow_adapters.llamaindex.splitpool import worker_count
 from aaflow_adapters.llamaindex.steps import RunCoro
 from aaflow_adapters.llamaindex.transform import Outcome, Run
 from aaflow_adapters.llamaindex.vector import Segment, VectorWrite, aadd_nodes, add_nodes, check_write
@@ -58,6 +60,10 @@ class RunStats:
     total_s: float = 0.0
     stage_busy_s: dict[str, float] = field(default_factory=dict)
     vector_write: VectorWrite = field(default_factory=VectorWrite)
+    # per endpoint base URL, what the routed models sent during the run: requests, retries,
+    # rejections (429), errors, failed items, prompt/completion tokens (aaflow_core.remote.Usage)
+    remote_usage: dict[str, dict[str, Any]] = field(default_factory=dict)
+    meter: Optional[UsageMeter] = field(default=None, repr=False)
 
 
 def _as_list(given: Optional[Iterable[Any]]) -> Optional[Sequence[Any]]:
@@ -85,14 +91,19 @@ class AAFlowIngestionPipeline(IngestionPipeline):
     ranks: Union[int, str] = Field(default="auto", description="MPI ranks: 'auto' = the mpiexec job, 1 = this process.")
     checkpoint: Optional[str] = Field(default=None, description="Directory: embeddings committed per micro-batch; "
                                       "a rerun after a crash embeds only the rest (checkpoint.py).")
+    split_processes: Optional[int] = Field(default=None, description="SentenceSplitter worker processes "
+                                           "(splitpool.py); None: one per CPU (none on one CPU), 0: split here.")
     _last_run: Optional[RunStats] = PrivateAttr(default=None)
 
     def __init__(self, *args: Any, parity: bool = False, embed_batch_size: Optional[int] = None,
                  embed_concurrency: Optional[int] = None, batch_chars: int = 100_000, backend: str = "threads",
-                 ranks: Union[int, str] = "auto", checkpoint: Optional[str] = None, **kwargs: Any) -> None:
+                 ranks: Union[int, str] = "auto", checkpoint: Optional[str] = None,
+                 split_processes: Optional[int] = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.checkpoint = None if checkpoint is None else str(checkpoint)
-        EngineOptions(parity, embed_batch_size, embed_concurrency, batch_chars, backend)  # validate once
+        EngineOptions(parity, embed_batch_size, embed_concurrency, batch_chars, backend,
+                      split_processes=split_processes)  # validate once
+        self.split_processes = split_processes
         Comm.for_ranks(ranks)  # a bad value, or N ranks asked outside an N-rank job
         self.ranks = ranks
         self.parity, self.embed_batch_size, self.embed_concurrency = parity, embed_batch_size, embed_concurrency
@@ -105,7 +116,16 @@ class AAFlowIngestionPipeline(IngestionPipeline):
     def _options(self, num_workers: Optional[int]) -> EngineOptions:
         return EngineOptions(self.parity, self.embed_batch_size, self.embed_concurrency, self.batch_chars,
                              self.backend, workers=max(1, num_workers or 1),
-                             checkpoint=rank_dir(self.checkpoint, Comm.for_ranks(self.ranks)))
+                             checkpoint=rank_dir(self.checkpoint, Comm.for_ranks(self.ranks)),
+                             split_processes=self._split_processes())
+
+    def _split_processes(self) -> Optional[int]:
+        """Under MPI the ranks already share the CPUs: split workers only where each rank has 2 or more."""
+        size = Comm.for_ranks(self.ranks).size
+        if self.split_processes is not None or size == 1:
+            return self.split_processes
+        per_rank = worker_count() // size
+        return per_rank if per_rank >= 2 else 0
 
     def _prepare_inputs(self, documents: Optional[Sequence[Document]],
                         nodes: Optional[Sequence[BaseNode]]) -> Sequence[BaseNode]:
@@ -210,8 +230,13 @@ class AAFlowIngestionPipeline(IngestionPipeline):
             num_workers = cpus
         return list(self._node_batcher(num_batches=num_workers, nodes=nodes))
 
+    def _stats(self) -> RunStats:
+        return RunStats(meter=UsageMeter(self.transformations))
+
     def _finish(self, stats: RunStats, started: float, outcome: Outcome) -> Sequence[BaseNode]:
         nodes = outcome.nodes()
+        if stats.meter is not None:
+            stats.remote_usage, stats.meter = stats.meter.since(), None
         stats.nodes_out = len(nodes)
         stats.total_s = time.perf_counter() - started
         self._last_run = stats
@@ -226,7 +251,7 @@ class AAFlowIngestionPipeline(IngestionPipeline):
 
         `in_place` is accepted for compatibility: aaflow never mutates the list it is given.
         """
-        started, stats = time.perf_counter(), RunStats()
+        started, stats = time.perf_counter(), self._stats()
         comm = Comm.for_ranks(self.ranks)
         if comm.size > 1:  # collective: each rank transforms its shard; rank 0 writes the stores
             return run_on_ranks(self, comm, stats, documents=documents, nodes=nodes, store_doc_text=store_doc_text,
@@ -270,7 +295,7 @@ class AAFlowIngestionPipeline(IngestionPipeline):
         if Comm.for_ranks(self.ranks).size > 1:
             return await asyncio.to_thread(self.run, show_progress, documents, nodes, cache_collection, in_place,
                                            store_doc_text, num_workers, **kwargs)
-        started, stats = time.perf_counter(), RunStats()
+        started, stats = time.perf_counter(), self._stats()
         input_nodes = self._prepare_inputs(documents, nodes)
         strategy = self._effective_strategy()
         nodes_to_run = await self._aselect(input_nodes, strategy)

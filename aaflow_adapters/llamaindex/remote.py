@@ -13,11 +13,12 @@ retry raises the openai exception stock would (`openai.AuthenticationError`, ...
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
-from aaflow_core.remote import Endpoint, Limits, RemoteCallError, Retries, openai_error, shared_client
+from aaflow_core.remote import Endpoint, Limits, RemoteCallError, Retries, Usage, openai_error, shared_client
 
 log = logging.getLogger(__name__)
 PAYLOAD_KEYS = frozenset({"dimensions", "user"})  # request fields the lean path sends as stock does
@@ -79,3 +80,36 @@ def usage(model: BaseEmbedding) -> dict[str, Any] | None:
         return None
     found = shared_client().usage(endpoint_of(model, None))
     return next((u.as_dict() for u in found.values()), None)
+
+
+def run_endpoints(transforms: Sequence[Any]) -> list[Endpoint]:
+    """The endpoints a run's routed models talk to: embedding models and transformations' LLMs."""
+    from aaflow_adapters.llamaindex.remote_llm import llm_endpoint
+
+    found: dict[str, Endpoint] = {}
+    for t in transforms:
+        ep = endpoint_of(t, None) if isinstance(t, BaseEmbedding) and fallback_reason(t) is None else llm_endpoint(t)
+        if ep is not None:
+            found.setdefault(ep.key, ep)
+    return list(found.values())
+
+
+class UsageMeter:
+    """What a run's endpoints were asked and answered during the run, per base URL."""
+
+    def __init__(self, transforms: Sequence[Any]) -> None:
+        self.endpoints = run_endpoints(transforms)
+        self.before = {ep.key: self._one(ep) for ep in self.endpoints}
+
+    @staticmethod
+    def _one(ep: Endpoint) -> Usage:
+        return next(iter(shared_client().usage(ep).values()), Usage(ep.base_url))
+
+    def since(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for ep in self.endpoints:
+            delta = self._one(ep).minus(self.before[ep.key]).as_dict()
+            if ep.base_url in out:  # the same URL with another key or headers: one figure per URL
+                delta = {k: v + out[ep.base_url][k] if isinstance(v, int) else v for k, v in delta.items()}
+            out[ep.base_url] = delta
+        return out

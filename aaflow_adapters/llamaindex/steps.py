@@ -28,6 +28,8 @@ from aaflow_core.operators.embed import length_order
 
 from aaflow_adapters.errors import EmbeddingDimError, EmbeddingOutputError, StepOutputError, a_type, name_items
 from aaflow_adapters.llamaindex.nodes import DOC_ID, EMBEDDING, NodeTable
+from aaflow_adapters.llamaindex.remote_llm import with_routed_llm
+from aaflow_adapters.llamaindex.splitpool import Prefetch, presplit
 
 # Runs a coroutine on the event loop that drives this run and waits for it (from a stage thread).
 RunCoro = Callable[[Coroutine[Any, Any, Any]], Any]
@@ -112,9 +114,13 @@ class TransformStep(Step):
     """`transform(nodes)` per batch; through `acall` on the run's loop when the run is async."""
 
     def __init__(self, transform: TransformComponent, table: NodeTable, kwargs: dict[str, Any],
-                 run_coro: RunCoro | None = None, *, index: int, name: str, label: str, failure: Failure) -> None:
+                 run_coro: RunCoro | None = None, *, index: int, name: str, label: str, failure: Failure,
+                 split_config: str | None = None, processes: int = 0, prefetch: Prefetch | None = None) -> None:
         super().__init__(index, name, failure)
-        self.transform = transform
+        self.transform = with_routed_llm(transform)  # an OpenAI/OpenAILike `llm`: through the remote client
+        self.split_config = split_config  # a SentenceSplitter whose texts the split workers may split
+        self.processes = processes
+        self.prefetch = prefetch  # the stream's input, sent to the workers ahead of this step
         self.table = table
         self.kwargs = kwargs
         self.run_coro = run_coro
@@ -122,10 +128,15 @@ class TransformStep(Step):
 
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         nodes = self.table.pop(batch)
+        transform = self.transform
+        if self.prefetch is not None:
+            transform = self.prefetch.splitter_for(nodes)
+        elif self.split_config is not None:
+            transform = presplit(self.transform, self.split_config, nodes, self.processes)
         if self.run_coro is not None:
-            out = self.run_coro(self.transform.acall(nodes, **self.kwargs))
+            out = self.run_coro(transform.acall(nodes, **self.kwargs))
         else:
-            out = self.transform(nodes, **self.kwargs)
+            out = transform(nodes, **self.kwargs)
         return self.table.put(checked_nodes(out, self.label, nodes))
 
 

@@ -19,6 +19,7 @@ from aaflow_adapters.errors import name_items
 from aaflow_adapters.llamaindex.cache import StepCache
 from aaflow_adapters.llamaindex.engine import EngineOptions, stream
 from aaflow_adapters.llamaindex.locality import document_local, segment_end
+from aaflow_adapters.llamaindex.remote_llm import with_routed_llm
 from aaflow_adapters.llamaindex.steps import RunCoro, checked_nodes
 from aaflow_adapters.llamaindex.vector import Segment
 
@@ -76,7 +77,7 @@ class Run:
 
     def _whole(self, pos: int, nodes: Sequence[BaseNode]) -> Sequence[BaseNode]:
         """Stock's call: the whole list (the previous step's own return value), once."""
-        transform = self.transforms[pos]
+        transform = with_routed_llm(self.transforms[pos])  # an OpenAI/OpenAILike `llm`: through the remote client
         label = f"transformations[{pos}] ({type(transform).__name__})"
         try:
             if self.run_coro is not None:
