@@ -27,7 +27,7 @@ from llama_index.core.ingestion.pipeline import remove_unstable_values
 
 from aaflow_core.distributed import Comm
 from aaflow_core.errors import CheckpointError
-from aaflow_core.stores.batchlog import BatchLog
+from aaflow_core.stores import BatchLog
 
 SCHEMA = pa.schema([("key", pa.string()), ("embedding", pa.list_(pa.float64()))])
 

@@ -16,10 +16,9 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from pydantic import Field, PrivateAttr
 
 from aaflow_core.errors import ConfigError
-from aaflow_core.models.embedding import resolve_model
-from aaflow_core.models.modes import AUTO, check_request
-from aaflow_core.operators.embed import shared_embedder
-from aaflow_core.pipelines.ingest import default_threads
+from aaflow_core.models import AUTO, check_request, resolve_model
+from aaflow_core.operators import shared_embedder
+from aaflow_core.plan import default_threads
 
 
 class AAFlowEmbedding(BaseEmbedding):

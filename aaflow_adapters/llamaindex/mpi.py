@@ -16,30 +16,23 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
 from llama_index.core.constants import DATA_KEY, TYPE_KEY
-from llama_index.core.ingestion.pipeline import DocstoreStrategy
 from llama_index.core.schema import BaseNode
 from llama_index.core.storage.docstore.utils import json_to_doc
 
-from aaflow_core.dataplane.schemas import embedding_type
-from aaflow_core.dataplane.views import embedding_column, embedding_matrix
-from aaflow_core.distributed import Comm
+from aaflow_core.dataplane import embedding_column, embedding_matrix, embedding_type
+from aaflow_core.distributed import Engine
 from aaflow_core.errors import AAFlowError, InputError
 
-from aaflow_adapters.llamaindex.docstore import HashedInput, snapshot
+from aaflow_adapters.llamaindex.core import RunCore, SyncCalls, drive
 from aaflow_adapters.llamaindex.transform import Outcome
-from aaflow_adapters.llamaindex.vector import Segment, add_nodes, check_write
-
-if TYPE_CHECKING:
-    from aaflow_adapters.llamaindex.pipeline import AAFlowIngestionPipeline, RunStats
+from aaflow_adapters.llamaindex.vector import Segment
 
 NODE, RANK, HAS, EMBEDDING = "node", "rank", "has_embedding", "embedding"
-Transform = Callable[[list[BaseNode]], list[Segment]]
 
 
 def node_schema(dim: int) -> pa.Schema:
@@ -68,7 +61,7 @@ def local_dim(segments: Sequence[Segment]) -> int:
     return dim
 
 
-def shared_dim(comm: Comm, dim: int) -> int:
+def shared_dim(comm: Engine, dim: int) -> int:
     """The one embedding size of the whole job (collective), so every rank's table has one schema."""
     dims = set(comm.allgather_table(pa.table({"dim": pa.array([dim], pa.int64())})).column("dim").to_pylist())
     dims.discard(-1)
@@ -100,7 +93,7 @@ def encode(segments: Sequence[Segment], texts: Sequence[str], rank: int, dim: in
     return pa.Table.from_batches(batches, schema=schema)
 
 
-def decode(table: pa.Table, comm: Comm, local: list[Segment]) -> list[Segment]:
+def decode(table: pa.Table, comm: Engine, local: list[Segment]) -> list[Segment]:
     """Segments in rank (= input) order: this rank's own, the others' rebuilt from their rows."""
     bounds = np.searchsorted(table.column(RANK).to_numpy(), np.arange(comm.size + 1))
     segments: list[Segment] = []
@@ -119,68 +112,41 @@ def decode(table: pa.Table, comm: Comm, local: list[Segment]) -> list[Segment]:
     return segments
 
 
-def select_on_root(pipeline: AAFlowIngestionPipeline, comm: Comm, inputs: Sequence[BaseNode],
-                   strategy: DocstoreStrategy) -> list[BaseNode]:
+def select_on_root(core: RunCore, calls: SyncCalls, comm: Engine) -> Sequence[BaseNode]:
     """Rank 0's docstore decisions (stock's rules, its docstore; written after the transformations, see
     docstore.py), broadcast as input positions."""
-    if pipeline.docstore is None:
-        return list(inputs)
-    chosen, error = None, None
-    if comm.is_root:
-        try:
-            where = {id(node): i for i, node in enumerate(inputs)}
-            picked = [where[id(node)] for node in pipeline._select(inputs, strategy)]
+    if core.docstore is None:
+        return list(core.inputs)
+    chosen = None
+    with comm.collective():
+        if comm.is_root:
+            where = {id(node): i for i, node in enumerate(core.inputs)}
+            picked = [where[id(node)] for node in drive(core.select(calls))]
             chosen = pa.table({"position": pa.array(picked, pa.int64())})
-        except Exception as exc:  # every rank must reach the check below
-            error = exc
-    comm.agree(error)
-    return [inputs[i] for i in comm.bcast_table(chosen).column("position").to_pylist()]
+    return [core.inputs[i] for i in comm.bcast_table(chosen).column("position").to_pylist()]
 
 
-def write_on_root(pipeline: AAFlowIngestionPipeline, comm: Comm, stats: RunStats, segments: list[Segment],
-                  inputs: Sequence[HashedInput], to_run: Sequence[BaseNode], strategy: DocstoreStrategy,
-                  store_doc_text: bool) -> None:
+def write_on_root(core: RunCore, calls: SyncCalls, comm: Engine, segments: Sequence[Segment],
+                  to_run: Sequence[BaseNode]) -> None:
     """Rank 0 writes the docstore decisions, the vector store and the docstore once; a failure there
     ends every rank."""
-    error = None
-    if comm.is_root:
-        try:
-            t0 = time.perf_counter()
-            check_write(pipeline.vector_store, segments)
-            pipeline._commit_choice(inputs, strategy)
-            if pipeline.vector_store is not None:
-                stats.vector_write = add_nodes(pipeline.vector_store, segments)
-            t1 = time.perf_counter()
-            if pipeline.docstore is not None:
-                pipeline._update_docstore(to_run, effective_strategy=strategy, store_doc_text=store_doc_text)
-            stats.vector_store_s, stats.docstore_s = t1 - t0, time.perf_counter() - t1
-        except Exception as exc:
-            error = exc
-    comm.agree(error)
+    with comm.collective():
+        if comm.is_root:
+            drive(core.write(calls, segments, to_run))
 
 
-def run_on_ranks(pipeline: AAFlowIngestionPipeline, comm: Comm, stats: RunStats, *, documents: Any, nodes: Any,
-                 store_doc_text: bool, transform: Transform) -> Sequence[BaseNode]:
+def run_on_ranks(core: RunCore, calls: SyncCalls, comm: Engine) -> Sequence[BaseNode]:
     """Collective `run`: every rank transforms its contiguous shard of the inputs to run."""
-    started = time.perf_counter()
-    strategy = pipeline._effective_strategy()
-    inputs = pipeline._prepare_inputs(documents, nodes)
-    to_run = select_on_root(pipeline, comm, inputs, strategy)
-    hashed = snapshot(inputs)  # before a transformation can edit the inputs in place
-    mine = comm.shard(len(to_run))
-    stats.nodes_in, stats.prepare_s = len(mine), time.perf_counter() - started
-    local: list[Segment] = []
-    texts: list[str] = []
-    dim, error = -1, None
-    try:
-        local = transform(list(to_run[mine.start:mine.stop])) if len(mine) else []
-        texts = [node_json(n) for s in local for n in s.nodes]
-        dim = local_dim(local)
-    except Exception as exc:  # every rank must reach the check below
-        error = exc
-    comm.agree(error)
+    to_run = select_on_root(core, calls, comm)
+    core.selected(len(comm.shard(len(to_run))))  # this rank's share
+
+    def work(part: range) -> tuple[list[Segment], list[str], int]:
+        local = core.transform(list(to_run[part.start:part.stop]), None).segments
+        return local, [node_json(n) for s in local for n in s.nodes], local_dim(local)
+
+    _, (local, texts, dim) = comm.run_sharded(len(to_run), work, ([], [], -1))
     table = encode(local, texts, comm.rank, shared_dim(comm, dim))
     segments = decode(comm.allgather_table(table), comm, local)
-    stats.transform_s = time.perf_counter() - started - stats.prepare_s
-    write_on_root(pipeline, comm, stats, segments, hashed, to_run, strategy, store_doc_text)
-    return pipeline._finish(stats, started, Outcome(segments))
+    core.stats.transform_s = time.perf_counter() - core.started - core.stats.prepare_s
+    write_on_root(core, calls, comm, segments, to_run)
+    return core.finish(Outcome(segments))

@@ -20,7 +20,7 @@ import time
 import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, List, Optional, Union
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -29,41 +29,19 @@ from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.schema import BaseNode, Document
 
 from aaflow_core.distributed import Comm
-from aaflow_core.errors import AAFlowError
 
-from aaflow_adapters.errors import NotADocumentError, a_type, user_error
+from aaflow_adapters.errors import NotADocumentError, a_type
 from aaflow_adapters.llamaindex.cache import StepCache
 from aaflow_adapters.llamaindex.checkpoint import rank_dir
-from aaflow_adapters.llamaindex.docstore import HashedInput, duplicate_choice, ref_id, snapshot, upsert_choice
+from aaflow_adapters.llamaindex.core import AsyncCalls, RunCore, RunStats, SyncCalls, drive
 from aaflow_adapters.llamaindex.engine import EngineOptions
 from aaflow_adapters.llamaindex.mpi import run_on_ranks
 from aaflow_adapters.llamaindex.remote import UsageMeter
 from aaflow_adapters.llamaindex.splitpool import worker_count
 from aaflow_adapters.llamaindex.steps import RunCoro
 from aaflow_adapters.llamaindex.transform import Outcome, Run
-from aaflow_adapters.llamaindex.vector import Segment, VectorWrite, aadd_nodes, add_nodes, check_write
 
 dispatcher = get_dispatcher(__name__)
-
-
-@dataclass
-class RunStats:
-    """What the last run did and where its time went (seconds; stage times are busy time)."""
-
-    nodes_in: int = 0
-    nodes_out: int = 0
-    cache_hits: int = 0
-    prepare_s: float = 0.0
-    transform_s: float = 0.0
-    vector_store_s: float = 0.0
-    docstore_s: float = 0.0
-    total_s: float = 0.0
-    stage_busy_s: dict[str, float] = field(default_factory=dict)
-    vector_write: VectorWrite = field(default_factory=VectorWrite)
-    # per endpoint base URL, what the routed models sent during the run: requests, retries,
-    # rejections (429), errors, failed items, prompt/completion tokens (aaflow_core.remote.Usage)
-    remote_usage: dict[str, dict[str, Any]] = field(default_factory=dict)
-    meter: Optional[UsageMeter] = field(default=None, repr=False)
 
 
 def _as_list(given: Optional[Iterable[Any]]) -> Optional[Sequence[Any]]:
@@ -147,57 +125,13 @@ class AAFlowIngestionPipeline(IngestionPipeline):
                 "to apply upsert/delete semantics; falling back to 'duplicates_only' for this run. "
                 "pipeline.docstore_strategy is unchanged.",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=5,  # the user's call of run/arun
             )
             return DocstoreStrategy.DUPLICATES_ONLY
         return self.docstore_strategy
 
-    def _upserts(self, strategy: DocstoreStrategy) -> bool:
-        """Which of stock's docstore handlers applies (None docstore: neither)."""
-        if self.vector_store is not None and strategy in (DocstoreStrategy.UPSERTS, DocstoreStrategy.UPSERTS_AND_DELETE):
-            return True
-        if strategy == DocstoreStrategy.DUPLICATES_ONLY or self.vector_store is None:
-            return False
-        raise ValueError(f"Invalid docstore strategy: {strategy}")
-
-    def _select(self, nodes: Sequence[BaseNode], strategy: DocstoreStrategy) -> Sequence[BaseNode]:
-        """Stock's docstore decisions by stock's rules, writing nothing yet (see docstore.py)."""
-        if self.docstore is None:
-            return nodes
-        if self._upserts(strategy):
-            refs = {ref_id(n) for n in nodes}
-            return upsert_choice(nodes, {r: self.docstore.get_document_hash(r) for r in refs})
-        return duplicate_choice(nodes, self.docstore.get_all_document_hashes())
-
-    async def _aselect(self, nodes: Sequence[BaseNode], strategy: DocstoreStrategy) -> Sequence[BaseNode]:
-        if self.docstore is None:
-            return nodes
-        if self._upserts(strategy):
-            refs = {ref_id(n) for n in nodes}
-            return upsert_choice(nodes, {r: await self.docstore.aget_document_hash(r) for r in refs})
-        return duplicate_choice(nodes, await self.docstore.aget_all_document_hashes())
-
-    def _commit_choice(self, nodes: Sequence[HashedInput], strategy: DocstoreStrategy) -> None:
-        """Stock's handlers, for their writes (recorded hashes, old versions deleted), once nothing failed."""
-        if self.docstore is None:
-            return
-        if self._upserts(strategy):
-            self._handle_upserts(nodes)  # type: ignore[arg-type]  # reads id_, ref_doc_id, hash only
-        else:
-            self._handle_duplicates(nodes)  # type: ignore[arg-type]
-
-    async def _acommit_choice(self, nodes: Sequence[HashedInput], strategy: DocstoreStrategy,
-                              store_doc_text: bool) -> None:
-        if self.docstore is None:
-            return
-        if self._upserts(strategy):
-            await self._ahandle_upserts(nodes, store_doc_text=store_doc_text)  # type: ignore[arg-type]
-        else:
-            await self._ahandle_duplicates(nodes, store_doc_text=store_doc_text)  # type: ignore[arg-type]
-
-    def _transform(self, nodes: Sequence[BaseNode], stats: RunStats, *, cache_collection: Optional[str],
-                   num_workers: Optional[int], show_progress: bool, run_coro: Optional[RunCoro],
-                   kwargs: dict[str, Any]) -> Outcome:
+    def _transform(self, nodes: Sequence[BaseNode], run_coro: Optional[RunCoro], *, cache_collection: Optional[str],
+                   num_workers: Optional[int], show_progress: bool, kwargs: dict[str, Any]) -> Outcome:
         """Stock `run_transformations` semantics (cache included), as aaflow segments (transform.py).
 
         `num_workers > 1`: stock's partitions (`_node_batcher`), each transformed on its own as a
@@ -208,16 +142,11 @@ class AAFlowIngestionPipeline(IngestionPipeline):
         runs = [Run(list(self.transformations), cache, self._options(1 if len(parts) > 1 else num_workers), kwargs,
                     run_coro, show_progress and len(parts) == 1) for _ in parts]
         if len(parts) == 1:
-            outcomes = [runs[0](parts[0])]
-        else:
-            with ThreadPoolExecutor(len(parts), thread_name_prefix="aaflow-partition") as pool:
-                outcomes = list(pool.map(lambda run, part: run(part), runs, parts))
-        for outcome in outcomes:
-            stats.cache_hits += outcome.cache_hits
-            stats.stage_busy_s.update(outcome.stage_busy_s)
-        if len(outcomes) == 1:
-            return outcomes[0]
-        return Outcome([seg for o in outcomes for seg in o.segments])
+            return runs[0](parts[0])
+        with ThreadPoolExecutor(len(parts), thread_name_prefix="aaflow-partition") as pool:
+            outcomes = list(pool.map(lambda run, part: run(part), runs, parts))
+        return Outcome([seg for o in outcomes for seg in o.segments], cache_hits=sum(o.cache_hits for o in outcomes),
+                       stage_busy_s={k: v for o in outcomes for k, v in o.stage_busy_s.items()})
 
     def _partitions(self, nodes: Sequence[BaseNode], num_workers: Optional[int]) -> list[Sequence[BaseNode]]:
         """Stock's split of the input for `num_workers > 1` (capped at the CPU count, with its warning)."""
@@ -230,17 +159,16 @@ class AAFlowIngestionPipeline(IngestionPipeline):
             num_workers = cpus
         return list(self._node_batcher(num_batches=num_workers, nodes=nodes))
 
-    def _stats(self) -> RunStats:
-        return RunStats(meter=UsageMeter(self.transformations))
-
-    def _finish(self, stats: RunStats, started: float, outcome: Outcome) -> Sequence[BaseNode]:
-        nodes = outcome.nodes()
-        if stats.meter is not None:
-            stats.remote_usage, stats.meter = stats.meter.since(), None
-        stats.nodes_out = len(nodes)
-        stats.total_s = time.perf_counter() - started
-        self._last_run = stats
-        return nodes
+    def _core(self, documents: Optional[Sequence[Document]], nodes: Optional[Sequence[BaseNode]], *,
+              store_doc_text: bool, cache_collection: Optional[str], num_workers: Optional[int],
+              show_progress: bool, kwargs: dict[str, Any]) -> RunCore:
+        """Prepare a run (core.py): stock's inputs, checked, this run's docstore strategy, its transformations."""
+        started, stats = time.perf_counter(), RunStats(meter=UsageMeter(self.transformations))
+        inputs = self._prepare_inputs(documents, nodes)
+        transform = partial(self._transform, cache_collection=cache_collection, num_workers=num_workers,
+                            show_progress=show_progress, kwargs=kwargs)
+        return RunCore(inputs, self._effective_strategy(), self.docstore, self.vector_store, store_doc_text,
+                       transform, stats, started)
 
     @dispatcher.span
     def run(self, show_progress: bool = False, documents: Optional[List[Document]] = None,
@@ -249,41 +177,15 @@ class AAFlowIngestionPipeline(IngestionPipeline):
             **kwargs: Any) -> Sequence[BaseNode]:
         """As `IngestionPipeline.run`; `num_workers > 1` transforms stock's partitions on threads.
 
+        Under MPI it is collective: each rank transforms its shard, rank 0 writes the stores (mpi.py).
         `in_place` is accepted for compatibility: aaflow never mutates the list it is given.
         """
-        started, stats = time.perf_counter(), self._stats()
+        core = self._core(documents, nodes, store_doc_text=store_doc_text, cache_collection=cache_collection,
+                          num_workers=num_workers, show_progress=show_progress, kwargs=kwargs)
         comm = Comm.for_ranks(self.ranks)
-        if comm.size > 1:  # collective: each rank transforms its shard; rank 0 writes the stores
-            return run_on_ranks(self, comm, stats, documents=documents, nodes=nodes, store_doc_text=store_doc_text,
-                                transform=lambda shard: self._transform(
-                                    shard, stats, cache_collection=cache_collection, num_workers=num_workers,
-                                    show_progress=show_progress, run_coro=None, kwargs=kwargs).segments)
-        input_nodes = self._prepare_inputs(documents, nodes)
-        strategy = self._effective_strategy()
-        nodes_to_run = self._select(input_nodes, strategy)
-        hashed = snapshot(input_nodes)  # before a transformation can edit the inputs in place
-        stats.nodes_in = len(nodes_to_run)
-        stats.prepare_s = time.perf_counter() - started
-        t0 = time.perf_counter()
-        try:
-            outcome = self._transform(nodes_to_run, stats, cache_collection=cache_collection,
-                                      num_workers=num_workers, show_progress=show_progress, run_coro=None,
-                                      kwargs=kwargs)
-        except AAFlowError as err:
-            raise user_error(err)
-        segments = outcome.segments
-        stats.transform_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        check_write(self.vector_store, segments)
-        self._commit_choice(hashed, strategy)
-        if self.vector_store is not None:
-            stats.vector_write = add_nodes(self.vector_store, segments)
-        stats.vector_store_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        if self.docstore is not None:
-            self._update_docstore(nodes_to_run, effective_strategy=strategy, store_doc_text=store_doc_text)
-        stats.docstore_s = time.perf_counter() - t0
-        return self._finish(stats, started, outcome)
+        out = run_on_ranks(core, SyncCalls(self), comm) if comm.size > 1 else drive(core.execute(SyncCalls(self)))
+        self._last_run = core.stats
+        return out
 
     @dispatcher.span
     async def arun(self, show_progress: bool = False, documents: Optional[List[Document]] = None,
@@ -295,35 +197,8 @@ class AAFlowIngestionPipeline(IngestionPipeline):
         if Comm.for_ranks(self.ranks).size > 1:
             return await asyncio.to_thread(self.run, show_progress, documents, nodes, cache_collection, in_place,
                                            store_doc_text, num_workers, **kwargs)
-        started, stats = time.perf_counter(), self._stats()
-        input_nodes = self._prepare_inputs(documents, nodes)
-        strategy = self._effective_strategy()
-        nodes_to_run = await self._aselect(input_nodes, strategy)
-        hashed = snapshot(input_nodes)
-        stats.nodes_in = len(nodes_to_run)
-        stats.prepare_s = time.perf_counter() - started
-        loop = asyncio.get_running_loop()
-
-        def on_loop(coro: Any) -> Any:
-            return asyncio.run_coroutine_threadsafe(coro, loop).result()
-
-        t0 = time.perf_counter()
-        try:
-            outcome = await asyncio.to_thread(
-                self._transform, nodes_to_run, stats, cache_collection=cache_collection, num_workers=num_workers,
-                show_progress=show_progress, run_coro=on_loop, kwargs=kwargs)
-        except AAFlowError as err:
-            raise user_error(err)
-        segments = outcome.segments
-        stats.transform_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        check_write(self.vector_store, segments)
-        await self._acommit_choice(hashed, strategy, store_doc_text)
-        if self.vector_store is not None:
-            stats.vector_write = await aadd_nodes(self.vector_store, segments)
-        stats.vector_store_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        if self.docstore is not None:
-            await self._aupdate_docstore(nodes_to_run, effective_strategy=strategy, store_doc_text=store_doc_text)
-        stats.docstore_s = time.perf_counter() - t0
-        return self._finish(stats, started, outcome)
+        core = self._core(documents, nodes, store_doc_text=store_doc_text, cache_collection=cache_collection,
+                          num_workers=num_workers, show_progress=show_progress, kwargs=kwargs)
+        out = await core.execute(AsyncCalls(self))
+        self._last_run = core.stats
+        return out

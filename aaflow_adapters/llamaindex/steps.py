@@ -22,9 +22,8 @@ from llama_index.core.schema import BaseNode, MetadataMode, TransformComponent
 
 from aaflow_core.concurrency import AsyncBatcher, BatchPolicy, RetryPolicy
 from aaflow_core.errors import AAFlowError, OperatorError
-from aaflow_core.dataplane.schemas import embedding_type
-from aaflow_core.dataplane.views import embedding_column
-from aaflow_core.operators.embed import length_order
+from aaflow_core.dataplane import embedding_column, embedding_type
+from aaflow_core.operators import length_order
 
 from aaflow_adapters.errors import EmbeddingDimError, EmbeddingOutputError, StepOutputError, a_type, name_items
 from aaflow_adapters.llamaindex.nodes import DOC_ID, EMBEDDING, NodeTable

@@ -7,7 +7,7 @@ over the nodes, building a one-row array and calling `faiss.Index.add` per node.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +16,7 @@ import pyarrow as pa
 from llama_index.core.schema import BaseNode
 from llama_index.core.vector_stores.types import BasePydanticVectorStore
 
-from aaflow_core.dataplane.views import buffer_address, embedding_matrix
+from aaflow_core.dataplane import buffer_address, embedding_matrix
 
 from aaflow_adapters.errors import EmbeddingDimError
 
@@ -86,20 +86,13 @@ def add_to_faiss(store: BasePydanticVectorStore, segments: Sequence[Segment]) ->
     return out
 
 
-def add_nodes(store: BasePydanticVectorStore, segments: Sequence[Segment]) -> VectorWrite:
-    """The nodes with embeddings into `store`, in order (after `check_write`)."""
+async def add_nodes(store: BasePydanticVectorStore, segments: Sequence[Segment],
+                    add: Callable[[list[BaseNode]], Awaitable[None]]) -> VectorWrite:
+    """The nodes with embeddings into `store`, in order (after `check_write`): a plain FAISS store by
+    Arrow column, any other by `add`, its own add as the run calls it (`add` in run, `async_add` in arun)."""
     if is_plain_faiss(store):
         return add_to_faiss(store, segments)
     nodes = embedded(segments)
     if nodes:
-        store.add(nodes)
-    return VectorWrite(nodes=len(nodes), calls=1 if nodes else 0)
-
-
-async def aadd_nodes(store: BasePydanticVectorStore, segments: Sequence[Segment]) -> VectorWrite:
-    if is_plain_faiss(store):
-        return add_to_faiss(store, segments)
-    nodes = embedded(segments)
-    if nodes:
-        await store.async_add(nodes)
+        await add(nodes)
     return VectorWrite(nodes=len(nodes), calls=1 if nodes else 0)
