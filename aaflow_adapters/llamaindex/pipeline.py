@@ -10,7 +10,8 @@ one node at a time. Bad input raises stock's
 exception type naming the item; a failed run writes neither docstore nor vector store and
 keeps the cache entries of the finished transformations (docs/reliability.md). Under `mpiexec`
 (`ranks="auto"`) each rank transforms its contiguous shard of the inputs and every rank gets
-all output nodes (see `mpi.py` and docs/distributed.md).
+all output nodes (see `mpi.py` and docs/distributed.md). The run itself is written once, in
+core.py (prepare, select, transform, write): `run`, `arun` and `mpi.py` compose its steps.
 """
 from __future__ import annotations
 
