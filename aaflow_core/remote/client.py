@@ -192,6 +192,9 @@ class RemoteClient:
 
     # -- machinery ---------------------------------------------------------------------------
     async def _on_owner(self, make: Callable[[], Awaitable[R]]) -> R:
+        thread = self._thread  # already on the owner loop (the adapters' usual case): no lock, no pid check
+        if thread is not None and asyncio.get_running_loop() is thread.loop:
+            return await make()
         loop = self._owner()
         if _running_loop() is loop:
             return await make()
@@ -317,6 +320,8 @@ _SHARED_LOCK = threading.Lock()
 def shared_client() -> RemoteClient:
     """The process-wide client: one session and limiter per endpoint for every caller; closed at exit."""
     global _SHARED
+    if _SHARED is not None:  # asked for on every request: no lock once it exists
+        return _SHARED
     with _SHARED_LOCK:
         if _SHARED is None:
             _SHARED = RemoteClient()
