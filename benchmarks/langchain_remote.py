@@ -13,6 +13,7 @@ and a hash of the answers, so the suite can check every side answered the same.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hashlib
 import json
 import time
@@ -156,6 +157,7 @@ def floor_side(base_url: str, n: int) -> Callable[[], Result]:
         return list(await asyncio.gather(*(one(b) for b in some)))
 
     loop.run(send(bodies[:4]))  # warmed as the other sides are
+    atexit.register(lambda: loop.run(sessions[0].close()))
 
     def run() -> Result:
         t0, c0 = time.perf_counter(), time.process_time()
