@@ -6,7 +6,7 @@ client call per thread, and every graph invocation opens its own pool. Here ever
 `invoke` on a thread) goes through one `RemoteGate`: at most `in_flight` outstanding across
 the whole chain. `batch` runs the calls on aaflow's own loop thread; `abatch` on the caller's
 loop, so async callback handlers and loop-bound resources work as in stock. While a gate is
-open the garbage collector runs at a relaxed pace (`aaflow_core.remote.gcpolicy`): with every
+open the garbage collector runs at a relaxed pace (`aaflow_core.remote.relaxed_gc`): with every
 request in flight, default collection costs about as much CPU as everything else together.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from aaflow_core.remote import gcpolicy, shared_client
+from aaflow_core.remote import hold_relaxed_gc, release_relaxed_gc, shared_client
 
 Thunk = Callable[[], Awaitable[Any]]
 
@@ -79,7 +79,7 @@ class RemoteGate:
 
         lean_openai.install()
         retriever_batching.install()
-        gcpolicy.hold()
+        hold_relaxed_gc()
         self._held = True
 
     def enter(self) -> None:
@@ -128,4 +128,4 @@ class RemoteGate:
         with self._lock:
             held, self._held = self._held, False
         if held:
-            gcpolicy.release()
+            release_relaxed_gc()
