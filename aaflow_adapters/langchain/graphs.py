@@ -21,6 +21,7 @@ from langchain_core.runnables.configurable import DynamicRunnable
 from langchain_core.runnables.fallbacks import RunnableWithFallbacks
 from langchain_core.runnables.retry import RunnableRetry
 
+from aaflow_adapters.langchain.loop_pool import budget_pool
 from aaflow_adapters.langchain.remote import Aborted, RemoteGate
 from aaflow_adapters.langchain.stages import RunContext, Stage
 
@@ -71,25 +72,28 @@ class PerInputStage(Stage):
         self.label = type(self.runnable).__name__
         self.remote = True
 
-    async def acall(self, value: Any, config: RunnableConfig, gate: RemoteGate) -> Any:
-        if self.mode == "ainvoke":
+    async def acall(self, value: Any, config: RunnableConfig, gate: RemoteGate, native: bool = False) -> Any:
+        """`native` (under `abatch`): `ainvoke` even for a sync-only step, as stock's `abatch` calls it;
+        its sync work then runs on the run's pool through `loop_pool`, its callbacks on the caller's loop."""
+        if self.mode == "ainvoke" or native:
             return await self.runnable.ainvoke(value, config, **self.kwargs)
         return await gate.in_thread(self.runnable.invoke, value, config, **self.kwargs)
 
     def run(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
-        gate = rt.gate
-        return gate.run([(lambda v=v, c=c: self.acall(v, c, gate)) for v, c in zip(values, configs, strict=True)])
+        gate, native = rt.gate, rt.asynchronous
+        return gate.run([(lambda v=v, c=c: self.acall(v, c, gate, native))
+                         for v, c in zip(values, configs, strict=True)])
 
 
 async def run_each(stage: PerInputStage, values: Sequence[Any], configs: Sequence[RunnableConfig],
-                   gate: RemoteGate, emit: Emit, *, fail_fast: bool) -> None:
+                   gate: RemoteGate, emit: Emit, *, fail_fast: bool, native: bool = False) -> None:
     """Every input's call at once (the gate caps how many run), `emit(i, output or exception)` as each
     ends. With `fail_fast` the first failure stops new calls; calls in flight finish, skipped ones
     are emitted as `Aborted`."""
 
     async def one(i: int) -> None:
         try:
-            out = await gate.acall(lambda: stage.acall(values[i], configs[i], gate))
+            out = await gate.acall(lambda: stage.acall(values[i], configs[i], gate, native))
         except Exception as exc:  # noqa: BLE001 - per input, as return_exceptions does
             out = exc
             if fail_fast and not isinstance(exc, Aborted):
@@ -148,17 +152,19 @@ async def each_async(stage: PerInputStage, values: Sequence[Any], configs: Seque
     """`abatch`: `run_each` on the caller's loop (its callbacks, contextvars and clients)."""
     gate = RemoteGate(in_flight, asyncio.get_running_loop())
     done: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
-    task = asyncio.ensure_future(
-        run_each(stage, values, configs, gate, lambda i, out: done.put_nowait((i, out)), fail_fast=fail_fast))
     held = _Held(fail_fast)
-    try:
-        for _ in range(len(values)):
-            i, out = await done.get()
-            if held.passes(i, out):
-                yield i, out
-        if held.first is not None:
-            yield held.first
-    finally:
-        gate.abort.set()
-        await task
-        gate.close()
+    with budget_pool(gate):  # sync graph nodes and tools: the budget's threads, not the loop's 6
+        task = asyncio.ensure_future(
+            run_each(stage, values, configs, gate, lambda i, out: done.put_nowait((i, out)), fail_fast=fail_fast,
+                     native=True))
+        try:
+            for _ in range(len(values)):
+                i, out = await done.get()
+                if held.passes(i, out):
+                    yield i, out
+            if held.first is not None:
+                yield held.first
+        finally:
+            gate.abort.set()
+            await task
+            gate.close()

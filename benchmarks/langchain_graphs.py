@@ -1,0 +1,89 @@
+"""Graph and wrapped-model cases: a hand-built 3-node `StateGraph` and chains whose `ChatOpenAI` is
+wrapped in `with_retry` / `with_fallbacks` / `configurable_fields`, stock vs aaflow on loopback.
+
+Every case asks the EchoChat endpoint (answers depend only on the messages) one question per
+input, after a fixed latency. Sides: stock `batch` defaults, stock `max_concurrency` = aaflow's
+budget, aaflow `batch`, stock `abatch`, aaflow `abatch`. The async sides of all cases share one
+event loop per worker process (langchain-openai caches its async client per process, bound to
+the first loop that uses it), stock's and aaflow's in workers of their own.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypedDict
+
+from benchmarks.langchain_remote import Result, _model, _Runner, _side
+
+KINDS = ("graph", "retry", "fallbacks", "configurable")
+_LOOP: Any = None
+
+
+class QA(TypedDict, total=False):
+    question: str
+    messages: list[Any]
+    answer: str
+
+
+def state_graph(model: Any) -> Any:
+    """Three sync nodes, as a hand-built graph is usually written: prompt, model call, answer."""
+    from langchain_core.messages import HumanMessage, SystemMessage
+    from langgraph.graph import END, START, StateGraph
+
+    def prepare(s: QA) -> QA:
+        return {"messages": [SystemMessage("Be brief."), HumanMessage(s["question"])]}
+
+    def ask(s: QA) -> QA:
+        return {"messages": [*s["messages"], model.invoke(s["messages"])]}
+
+    def finish(s: QA) -> QA:
+        return {"answer": str(s["messages"][-1].content).strip()}
+
+    g = StateGraph(QA)
+    for name, node in (("prepare", prepare), ("ask", ask), ("finish", finish)):
+        g.add_node(name, node)
+    g.add_edge(START, "prepare")
+    g.add_edge("prepare", "ask")
+    g.add_edge("ask", "finish")
+    g.add_edge("finish", END)
+    return g.compile()
+
+
+def wrapped_chain(kind: str, base_url: str) -> Any:
+    """`prompt | wrapped ChatOpenAI | parser`; the fallback model is never needed (the endpoint is up)."""
+    from langchain_core.output_parsers import StrOutputParser
+    from langchain_core.prompts import ChatPromptTemplate
+    from langchain_core.runnables import ConfigurableField
+
+    model = _model(base_url)
+    if kind == "retry":
+        step = model.with_retry(stop_after_attempt=3)
+    elif kind == "fallbacks":
+        step = model.with_fallbacks([_model(base_url).bind(stop=["\n\n"])])
+    elif kind == "configurable":
+        step = model.configurable_fields(temperature=ConfigurableField(id="temperature"))
+    else:
+        raise ValueError(f"kind {kind!r}: expected one of {KINDS}")
+    prompt = ChatPromptTemplate.from_messages([("system", "Be brief."), ("human", "{question}")])
+    return prompt | step | StrOutputParser()
+
+
+def _shared_loop() -> Any:
+    """One loop per worker process for every async side in it (see the module docstring)."""
+    global _LOOP
+    if _LOOP is None:
+        from aaflow_core.concurrency import LoopThread
+
+        _LOOP = LoopThread("bench-graphs-async").__enter__()
+    return _LOOP
+
+
+def side(kind: str, base_url: str, mode: str, n: int, in_flight: int) -> Callable[[], Result]:
+    """Suite side: `kind` in KINDS; `mode` is stock_default | stock_tuned | aaflow | stock_abatch | aaflow_abatch."""
+    runnable = state_graph(_model(base_url)) if kind == "graph" else wrapped_chain(kind, base_url)
+    runner = _Runner(runnable, mode.removesuffix("_abatch") if mode.endswith("_abatch") else mode, in_flight)
+    if mode.endswith("_abatch"):
+        runner.loop = _shared_loop()
+    if kind == "configurable":
+        runner.config["configurable"] = {"temperature": 0}
+    inputs = [{"question": f"question number {i} about the manual"} for i in range(n)]
+    return _side(runner, inputs)
