@@ -87,3 +87,34 @@ def side(kind: str, base_url: str, mode: str, n: int, in_flight: int) -> Callabl
         runner.config["configurable"] = {"temperature": 0}
     inputs = [{"question": f"question number {i} about the manual"} for i in range(n)]
     return _side(runner, inputs)
+
+
+def case_graphs(cfg: Any, pool: Any, log: Callable[[str], None]) -> dict[str, Any]:
+    """10. A 3-node StateGraph and `with_retry` / `with_fallbacks` / `configurable_fields` chains, one
+    EchoChat call per input on loopback: stock batch (defaults, tuned), aaflow batch, stock and aaflow abatch."""
+    from dataclasses import asdict
+
+    from aaflow_core.serve import STATS, EchoChat, ServerThread, create_app
+    from benchmarks.harness import side_by_side
+    from benchmarks.suite import remote_summary
+
+    n = cfg.graph_inputs
+    out: dict[str, Any] = {"inputs": n, "model_calls_per_input": 1, "model_latency_s": cfg.chat_latency_s,
+                           "in_flight_limit": n}
+    for kind in KINDS:
+        app = create_app(chat=EchoChat(), latency_s=cfg.chat_latency_s)
+        with ServerThread(app) as server:
+            common = {"kind": kind, "base_url": server.base_url, "n": n, "in_flight": n}
+            target = "benchmarks.langchain_graphs:side"
+            sides: dict[str, tuple[Any, ...]] = {
+                "batch defaults": (target, {**common, "mode": "stock_default"}),
+                f"batch max_concurrency={n}": (target, {**common, "mode": "stock_tuned"}),
+                "AAFlowRunnable.batch": (target, {**common, "mode": "aaflow"}),
+                "abatch": (target, {**common, "mode": "stock_abatch"}, "langchain-async-stock-graphs"),
+                "AAFlowRunnable.abatch": (target, {**common, "mode": "aaflow_abatch"}, "langchain-async-aaflow-graphs"),
+            }
+            result = side_by_side(sides, cfg.repeats, pool, log=log)
+        pairs = [("batch defaults", "AAFlowRunnable.batch"), (f"batch max_concurrency={n}", "AAFlowRunnable.batch"),
+                 ("abatch", "AAFlowRunnable.abatch")]
+        out[kind] = {"sides": result, "server": asdict(app[STATS]), **remote_summary(result, pairs)}
+    return out

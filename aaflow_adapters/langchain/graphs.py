@@ -10,6 +10,7 @@ flight at once, up to the run's budget, with no barrier between inputs.
 from __future__ import annotations
 
 import asyncio
+import functools
 import queue
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from aaflow_adapters.langchain.stages import RunContext, Stage
 
 Mode = Literal["ainvoke", "invoke"]
 START_WAVE = 8  # inputs started per loop turn (see run_each)
+_NO_AFUNC = object()
 Emit = Callable[[int, Any], None]
 # `RunnableWithFallbacks` is not here: its invoke/ainvoke parent the inner runs to the caller's run
 # where its batch parents them to its own, so it keeps its batch (GenericStage)
@@ -42,6 +44,25 @@ def is_graph(runnable: object) -> bool:
     return isinstance(runnable, Pregel)
 
 
+def sync_nodes_only(graph: Any) -> bool:
+    """Whether every node of the graph is a plain sync function. Under `ainvoke` LangGraph sends each
+    such node to the loop's executor and back (two thread hops per node, each waiting on the busy
+    loop thread), so the graph's own `invoke` on the run's pool is cheaper, and is what stock's
+    `batch` runs. Graphs with async nodes (`create_agent`'s model node), sub-graphs or other
+    Runnables as nodes, and async-only checkpointers keep `ainvoke`."""
+    from langchain_core.runnables.config import run_in_executor
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+
+    saver = getattr(graph, "checkpointer", None)
+    if isinstance(saver, BaseCheckpointSaver) and type(saver).get_tuple is BaseCheckpointSaver.get_tuple:
+        return False
+    for node in graph.nodes.values():
+        afunc = getattr(node.bound, "afunc", _NO_AFUNC)  # LangGraph's RunnableCallable: func + afunc
+        if not (afunc is None or (isinstance(afunc, functools.partial) and afunc.func is run_in_executor)):
+            return False
+    return True
+
+
 def native_async(model: BaseChatModel) -> bool:
     """Whether the chat model has its own `_agenerate` (else `ainvoke` borrows the loop's small executor)."""
     return type(model)._agenerate is not BaseChatModel._agenerate
@@ -51,7 +72,9 @@ def per_input_mode(runnable: Runnable[Any, Any]) -> Mode | None:
     """How a step runs per input, or None when it has a batch of its own worth keeping."""
     if isinstance(runnable, BaseChatModel):
         return "ainvoke" if native_async(runnable) else "invoke"
-    if is_graph(runnable) or isinstance(runnable, _WRAPPERS):
+    if is_graph(runnable):
+        return "invoke" if sync_nodes_only(runnable) else "ainvoke"
+    if isinstance(runnable, _WRAPPERS):
         return "ainvoke"
     if isinstance(runnable, RunnableWithFallbacks):
         return None

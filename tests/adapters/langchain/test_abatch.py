@@ -1,5 +1,6 @@
 """Under `abatch`: graphs, agents with a checkpointer, wrapped and sync-only models give stock's states,
-messages and callback events, async handlers run on the caller's loop, and sync graph nodes get the budget."""
+messages and callback events, async handlers run on the caller's loop; graphs of sync nodes get the
+budget's threads under `batch` and `abatch` alike."""
 from __future__ import annotations
 
 import asyncio
@@ -16,6 +17,7 @@ from langgraph.graph import END, START, StateGraph
 from aaflow_adapters.langchain import AAFlowRunnable
 
 from .agents import Peak, SyncToolCallingChat, ToolCallingChat, lookup, plain
+from .conftest import Recorder
 from .test_graphs import INPUTS, LoopRecorder, State
 from .test_wrappers import INPUTS as CHAIN_INPUTS
 from .test_wrappers import configurable_chain, fallback_chain, retry_chain, sync_only_chain
@@ -81,6 +83,20 @@ def test_graph_abatch_runs_sync_nodes_on_the_budget_and_leaves_the_loop_as_it_wa
     assert all(name.startswith("aaflow-abatch") for name in threads)
     assert not any(name.startswith("aaflow-abatch") for name in r["stock_threads"] | {r["other"]})
     assert not r["patched"]  # the loop's own run_in_executor once the run is over
+
+
+def test_sync_node_graph_batch_runs_its_own_invoke_on_the_budget() -> None:
+    peak, threads = Peak(), []
+    graph = sync_node_graph(peak, threads)
+    n = DEFAULT_EXECUTOR + 16
+    inputs = [{"text": f"q{i}", "trail": []} for i in range(n)]
+    stock, fast = Recorder(), Recorder()
+    expected = graph.batch(inputs, {"callbacks": [stock]})
+    assert peak.peak <= DEFAULT_EXECUTOR  # stock's batch: a pool of the default size
+    peak.peak = 0
+    assert AAFlowRunnable(graph, max_concurrency=n).batch(inputs, {"callbacks": [fast]}) == expected
+    assert fast.events() == stock.events()
+    assert DEFAULT_EXECUTOR < peak.peak <= n
 
 
 def test_agent_abatch_with_checkpointer_matches_stock() -> None:
