@@ -64,7 +64,8 @@ def sync_nodes_only(graph: Any) -> bool:
 
 
 def native_async(model: BaseChatModel) -> bool:
-    """Whether the chat model has its own `_agenerate` (else `ainvoke` borrows the loop's small executor)."""
+    """Whether the chat model has its own `_agenerate` (else its `ainvoke` runs `_generate` on the loop's
+    executor: under `batch` aaflow calls its `invoke` on the run's pool instead; see loop_pool for `abatch`)."""
     return type(model)._agenerate is not BaseChatModel._agenerate
 
 
