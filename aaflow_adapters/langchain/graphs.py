@@ -22,6 +22,7 @@ from langchain_core.runnables.configurable import DynamicRunnable
 from langchain_core.runnables.fallbacks import RunnableWithFallbacks
 from langchain_core.runnables.retry import RunnableRetry
 
+from aaflow_adapters.langchain.hooks import install_hooks
 from aaflow_adapters.langchain.loop_pool import budget_pool
 from aaflow_adapters.langchain.remote import Aborted, RemoteGate
 from aaflow_adapters.langchain.stages import RunContext, Stage
@@ -153,6 +154,7 @@ def each_sync(stage: PerInputStage, values: Sequence[Any], configs: Sequence[Run
               *, fail_fast: bool, loop: asyncio.AbstractEventLoop | None = None) -> Iterator[tuple[int, Any]]:
     """`batch`: `run_each` on aaflow's loop thread (or `loop`, from a thread of an async caller);
     `(i, output)` yielded here as each input ends."""
+    install_hooks()
     gate = RemoteGate(in_flight, loop)
     done: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
     future = asyncio.run_coroutine_threadsafe(
@@ -174,6 +176,7 @@ def each_sync(stage: PerInputStage, values: Sequence[Any], configs: Sequence[Run
 async def each_async(stage: PerInputStage, values: Sequence[Any], configs: Sequence[RunnableConfig],
                      in_flight: int, *, fail_fast: bool) -> AsyncIterator[tuple[int, Any]]:
     """`abatch`: `run_each` on the caller's loop (its callbacks, contextvars and clients)."""
+    install_hooks()
     gate = RemoteGate(in_flight, asyncio.get_running_loop())
     done: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
     held = _Held(fail_fast)

@@ -21,6 +21,7 @@ import pyarrow as pa
 from langchain_core.runnables import RunnableConfig
 
 from aaflow_core import Executor, Plan, Resources, Workflow, bind
+from aaflow_adapters.langchain.hooks import install_hooks
 from aaflow_adapters.langchain.loop_pool import budget_pool
 from aaflow_adapters.langchain.remote import RemoteGate
 from aaflow_adapters.langchain.stages import RunContext, Stage
@@ -135,6 +136,7 @@ def stream_rows(stages: list[Stage], values: list[Any], config_for: ConfigFor, o
     """
     table = _Rows(list(values), fail_fast)
     opts = replace(opts, inputs=len(values))
+    install_hooks()
     rt = RunContext(gate=RemoteGate(opts.in_flight, loop, table.abort), asynchronous=loop is not None,
                     per_input=per_input)
     try:

@@ -75,10 +75,6 @@ class RemoteGate:
         self._slots: asyncio.Semaphore | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
-        from aaflow_adapters.langchain import lean_openai, retriever_batching
-
-        lean_openai.install()
-        retriever_batching.install()
         hold_relaxed_gc()
         self._held = True
 

@@ -34,6 +34,7 @@ on success; give `Limits(initial_in_flight=N)` to send N at once from the start.
 traversing the same surviving objects over and over (see gcpolicy.py).
 """
 from aaflow_core.errors import EndpointError, MalformedResponseError, RemoteCallError
+from aaflow_core.remote.batches import BatchJobs, BatchLimits, BatchUsage
 from aaflow_core.remote.client import RemoteClient, shared_client
 from aaflow_core.remote.compat import openai_error
 from aaflow_core.remote.config import Endpoint, Limits, Retries
@@ -45,7 +46,7 @@ from aaflow_core.remote.limiter import Limiter, parse_duration_s, retry_after_s
 from aaflow_core.remote.usage import Usage
 
 __all__ = [
-    "Endpoint", "EndpointError", "Limiter", "Limits", "MalformedResponseError", "RemoteCallError", "RemoteClient",
+    "BatchJobs", "BatchLimits", "BatchUsage", "Endpoint", "EndpointError", "Limiter", "Limits", "MalformedResponseError", "RemoteCallError", "RemoteClient",
     "Retries", "Usage", "decode_embeddings", "estimate_tokens", "hold_relaxed_gc", "openai_error", "parse_duration_s",
     "relaxed_gc", "release_relaxed_gc", "retry_after_s", "shared_client",
 ]
