@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run the suite (or some cases), write JSON, render PNG + docs/benchmarks.md")
     r.add_argument("--suite", help="comma-separated cases: ingest,remote,rag,scaling,determinism,agents,chain,lc-embed,"
-                                   "agent_memory,checkpoint (default: all)")
+                                   "agent_memory,checkpoint,graphs (default: all)")
     r.add_argument("--quick", action="store_true", help="tiny corpora, one repetition, no local LLM (a smoke run: ~1.5 min on 2 cores)")
     r.add_argument("--repeats", type=int, default=None)
     r.add_argument("--corpus-mb", type=float, default=None, help="case 1 and 4 corpus size")

@@ -75,7 +75,7 @@ def native_side(corpus: str, threads: int = 2, batch_size: int = 32, window: int
 
     def run() -> dict[str, Any]:
         cfg = IngestConfig(paths=(corpus,), index_dir=str(index), threads=threads, batch_size=batch_size,
-                           window=window, overwrite=True, progress=False, backend=backend)
+                           window=window, overwrite=True, progress=False, executor=backend)
         with cpu_hog(hog):
             t0 = time.perf_counter()
             result = ingest(cfg)

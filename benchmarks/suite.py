@@ -16,6 +16,7 @@ import numpy as np
 
 from benchmarks.checkpoint_bench import case_checkpoint
 from benchmarks.harness import Pool, median, side_by_side, speedup
+from benchmarks.langchain_graphs import case_graphs
 
 LC, LI, NATIVE = "benchmarks.langchain_bench", "benchmarks.llamaindex_bench", "benchmarks.ingest"
 REMOTE_LC = "benchmarks.langchain_remote"
@@ -50,6 +51,7 @@ class Config:
     agent_inputs: int = 100  # case 6: create_agent inputs (tool call, then answer); budget = this many
     chain_questions: int = 200  # case 7: prompt | ChatOpenAI | parser, no retrieval
     chain_questions_large: int = 1000  # case 7 again without stock defaults (0: skip)
+    graph_inputs: int = 100  # case 10: StateGraph and wrapped-model chains, one model call per input
     max_ranks: int = 0  # 0: as many as the machine has cores
     threads: int = 2
     timeout_s: float = 900.0
@@ -58,7 +60,7 @@ class Config:
     def preset(quick: bool, **overrides: Any) -> "Config":
         base = Config(quick=True, repeats=1, ingest_mb=0.02, remote_mb=0.015, rag_mb=0.015, determinism_mb=0.01,
                       determinism_runs=2, questions=40, local_llm=False, llm_questions=4, memory_turns=1,
-                      llm_max_tokens=8, agent_inputs=40, chain_questions=80, chain_questions_large=0,
+                      llm_max_tokens=8, agent_inputs=40, chain_questions=80, graph_inputs=40, chain_questions_large=0,
                       embed16_mb=0.2) if quick else Config()
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -362,5 +364,5 @@ CASES: dict[str, Callable[[Config, Pool, Callable[[str], None]], dict[str, Any]]
     "ingest": case_ingest, "remote": case_remote, "rag": case_rag, "scaling": case_scaling,
     "determinism": case_determinism, "agents": case_agents, "chain": case_chain,
     "lc-embed": case_lc_embed, "agent_memory": case_agent_memory,
-    "checkpoint": case_checkpoint,
+    "checkpoint": case_checkpoint, "graphs": case_graphs,
 }

@@ -26,9 +26,9 @@ from typing import Any
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from aaflow_adapters.langchain.graphs import PerInputStage, run_each
+from aaflow_adapters.langchain.hooks import install_hooks
 from aaflow_adapters.langchain.remote import Aborted, RemoteGate
-from aaflow_core.remote import Endpoint, shared_client
-from aaflow_core.remote.batches import BatchJobs, BatchLimits, BatchUsage
+from aaflow_core.remote import BatchJobs, BatchLimits, BatchUsage, Endpoint, shared_client
 
 
 @dataclass
@@ -145,6 +145,7 @@ def batch_api_run(runnable: Runnable[Any, Any], inputs: Sequence[Any], configs: 
                   return_exceptions: bool, limits: BatchLimits, ledger: str | None, progress: bool,
                   max_wait_s: float) -> tuple[list[Any], BatchRunUsage]:
     """Outputs in input order (exceptions in place with `return_exceptions`), and what was sent how."""
+    install_hooks()
     gate = BatchGate(len(inputs), limits=limits, ledger=Path(ledger) if ledger else None, progress=progress,
                      max_wait_s=max_wait_s)
     outputs: list[Any] = [None] * len(inputs)

@@ -26,7 +26,7 @@ from langchain_core.runnables.config import get_config_list
 
 from aaflow_core.distributed import Comm
 from aaflow_core.errors import CheckpointError
-from aaflow_core.stores.batchlog import BatchLog
+from aaflow_core.stores import BatchLog
 from aaflow_adapters.langchain.identity import canonical, chain_form, first_difference, input_key, sha256
 from aaflow_adapters.langchain.mpi import revive, type_name
 

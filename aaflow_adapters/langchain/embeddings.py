@@ -16,10 +16,9 @@ from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from aaflow_core.errors import ConfigError
-from aaflow_core.models.embedding import resolve_model
-from aaflow_core.models.modes import AUTO, check_request
-from aaflow_core.operators.embed import shared_embedder
-from aaflow_core.pipelines.ingest import default_threads
+from aaflow_core.models import AUTO, check_request, resolve_model
+from aaflow_core.operators import shared_embedder
+from aaflow_core.plan import default_threads
 
 
 class AAFlowEmbeddings(BaseModel, Embeddings):

@@ -13,6 +13,7 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -20,6 +21,8 @@ import pyarrow as pa
 from langchain_core.runnables import RunnableConfig
 
 from aaflow_core import Executor, Plan, Resources, Workflow, bind
+from aaflow_adapters.langchain.hooks import install_hooks
+from aaflow_adapters.langchain.loop_pool import budget_pool
 from aaflow_adapters.langchain.remote import RemoteGate
 from aaflow_adapters.langchain.stages import RunContext, Stage
 
@@ -133,10 +136,12 @@ def stream_rows(stages: list[Stage], values: list[Any], config_for: ConfigFor, o
     """
     table = _Rows(list(values), fail_fast)
     opts = replace(opts, inputs=len(values))
+    install_hooks()
     rt = RunContext(gate=RemoteGate(opts.in_flight, loop, table.abort), asynchronous=loop is not None,
                     per_input=per_input)
     try:
-        yield from _stream(stages, table, config_for, opts, rt)
+        with budget_pool(rt.gate) if loop is not None else nullcontext():  # see loop_pool.py
+            yield from _stream(stages, table, config_for, opts, rt)
     finally:
         rt.gate.close()
 

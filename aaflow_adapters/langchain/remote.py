@@ -5,7 +5,9 @@ client call per thread, and every graph invocation opens its own pool. Here ever
 (a chat model's `ainvoke`, a graph's `ainvoke`, a wrapper's `ainvoke`, a sync-only step's
 `invoke` on a thread) goes through one `RemoteGate`: at most `in_flight` outstanding across
 the whole chain. `batch` runs the calls on aaflow's own loop thread; `abatch` on the caller's
-loop, so async callback handlers and loop-bound resources work as in stock.
+loop, so async callback handlers and loop-bound resources work as in stock. While a gate is
+open the garbage collector runs at a relaxed pace (`aaflow_core.remote.relaxed_gc`): with every
+request in flight, default collection costs about as much CPU as everything else together.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from aaflow_core.remote import shared_client
+from aaflow_core.remote import hold_relaxed_gc, release_relaxed_gc, shared_client
 
 Thunk = Callable[[], Awaitable[Any]]
 
@@ -54,9 +56,8 @@ def shared_loop(threads: int = 64) -> asyncio.AbstractEventLoop:
 
 def _remote_owner_loop() -> asyncio.AbstractEventLoop:
     """The loop that owns aaflow_core.remote's sessions: calls made on it skip a hop between threads
-    (two busy threads hand the GIL back and forth at every request and answer otherwise).
-    SHIM: `RemoteClient` has no public accessor for its loop yet; replace `_owner()` when it does."""
-    return shared_client()._owner()
+    (two busy threads hand the GIL back and forth at every request and answer otherwise)."""
+    return shared_client().loop()
 
 
 class RemoteGate:
@@ -74,10 +75,8 @@ class RemoteGate:
         self._slots: asyncio.Semaphore | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
-        from aaflow_adapters.langchain import lean_openai, retriever_batching
-
-        lean_openai.install()
-        retriever_batching.install()
+        hold_relaxed_gc()
+        self._held = True
 
     def enter(self) -> None:
         """Mark the current context as part of this run (call inside a context copy)."""
@@ -119,5 +118,10 @@ class RemoteGate:
         return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: ctx.run(fn, *args, **kwargs))
 
     def close(self) -> None:
+        """End the run's pool and its hold on the collector's pace (idempotent)."""
         if self._pool is not None:
             self._pool.shutdown(wait=False)
+        with self._lock:
+            held, self._held = self._held, False
+        if held:
+            release_relaxed_gc()

@@ -22,7 +22,7 @@ from pydantic import PrivateAttr
 
 from aaflow_core import ConfigError, Plan
 from aaflow_core.distributed import Comm
-from aaflow_core.remote.batches import BatchLimits
+from aaflow_core.remote import BatchLimits
 from aaflow_adapters.errors import UnknownOptionError
 from aaflow_adapters.langchain.batch_api import BatchRunUsage, batch_api_run
 from aaflow_adapters.langchain.checkpoint import checkpoint_dir, checkpointed, checkpointed_batch

@@ -18,6 +18,7 @@ from langchain_core.runnables.base import RunnableBindingBase
 from langchain_core.runnables.config import ContextThreadPoolExecutor, patch_config
 
 from aaflow_adapters.errors import StepOutputError
+from aaflow_adapters.langchain import quiet
 from aaflow_adapters.langchain.remote import RemoteGate
 from aaflow_adapters.langchain.runs import close_chain_runs, open_call_runs, open_chain_runs
 
@@ -72,6 +73,8 @@ class InvokeStage(Stage):
     def run(self, values: list[Any], configs: list[RunnableConfig], rt: RunContext) -> list[Any]:
         if rt.asynchronous:  # as stock's abatch: `ainvoke`, on the caller's loop
             return rt.gate.on_loop(self._ainvoke_all(values, configs))
+        if not self.kwargs and (fn := quiet.direct(self.runnable)) is not None and quiet.unheard(configs):
+            return quiet.run_each(fn, values)  # no handler would see the runs: the step's own function
         out: list[Any] = []
         for value, config in zip(values, configs, strict=True):
             try:

@@ -17,8 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from aaflow_adapters.errors import DocumentFieldError
-from aaflow_core.dataplane.schemas import embedding_type
-from aaflow_core.dataplane.views import embedding_column, embedding_matrix
+from aaflow_core.dataplane import embedding_column, embedding_matrix, embedding_type
 
 Namespace = tuple[str, ...]
 

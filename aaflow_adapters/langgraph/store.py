@@ -28,7 +28,7 @@ from aaflow_adapters.langgraph.records import Namespace, Row, encode, row_schema
 from aaflow_adapters.langgraph.table import MemoryTable
 from aaflow_core.concurrency import LoopThread
 from aaflow_core.errors import AAFlowError, ConfigError, RemoteCallError
-from aaflow_core.stores.commit_log import CommitLog
+from aaflow_core.stores import CommitLog
 
 SNAPSHOT_ROWS = 1024
 

@@ -18,7 +18,7 @@ from langgraph.store.base import Item, ListNamespacesOp, SearchItem, SearchOp
 from langgraph.store.memory import _compare_values, _does_match  # the stock filter rules, not a copy
 
 from aaflow_adapters.langgraph.records import Namespace, Row, decode
-from aaflow_core.stores.mutable_index import MutableIndex
+from aaflow_core.stores import MutableIndex
 
 
 @dataclass

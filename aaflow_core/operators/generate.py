@@ -19,7 +19,7 @@ from aaflow_core.models.llm import DEFAULT_TEMPLATE, LocalLLM, check_template, r
 from aaflow_core.operators.base import Operator
 from aaflow_core.remote import Endpoint, Limits, RemoteClient, Retries, Usage
 
-BACKENDS = ("local", "openai")
+LLM_BACKENDS = ("local", "openai")
 Conversation = tuple[tuple[str, str], ...]
 
 
@@ -64,8 +64,8 @@ class GenerateOperator(Operator):
                  max_in_flight: int = 8, attempts: int = 5, threads: int | None = None,
                  timeout_s: float = 60.0) -> None:
         super().__init__(name)
-        if backend not in BACKENDS:
-            raise ConfigError("backend", backend, f"must be one of {', '.join(BACKENDS)}")
+        if backend not in LLM_BACKENDS:
+            raise ConfigError("backend", backend, f"must be one of {', '.join(LLM_BACKENDS)}")
         self.backend = backend
         self.model_name = model
         self.base_url = base_url

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from aaflow_core.distributed import Comm
 from aaflow_core.errors import ConfigError, SkippedItem
+from aaflow_core.plan import default_threads  # re-exported: the adapters and benchmarks import it from here
 from aaflow_core.pipelines.discover import discover
-from aaflow_core.pipelines.ingest_config import IngestConfig, IngestResult, default_threads
+from aaflow_core.pipelines.ingest_config import IngestConfig, IngestResult
 from aaflow_core.pipelines.ingest_local import finished_job, publish_local, resumable, run_local
 from aaflow_core.pipelines.ingest_manifest import job_of, job_sha256, no_input
 from aaflow_core.pipelines.ingest_ranks import ingest_ranks

@@ -10,14 +10,8 @@ from aaflow_core.models.auto import choose_mode
 from aaflow_core.models.embedding import Embedder
 from aaflow_core.models.modes import AUTO, check_request
 from aaflow_core.operators.embed import shared_embedder
-from aaflow_core.plan import Resources, Workflow, specs
-from aaflow_core.plan.placement import available_cpus, intra_op_threads
+from aaflow_core.plan import Resources, Workflow, default_threads, specs
 from aaflow_core.remote.embedder import EndpointEmbedder, endpoint_embedder
-
-
-def default_threads() -> int:
-    """Intra-op threads for a single-rank run: every CPU this process may use, once (plan.placement)."""
-    return intra_op_threads(available_cpus(), ranks=1)
 
 
 @dataclass(frozen=True)
@@ -38,10 +32,10 @@ class IngestConfig:
     resume: bool = False  # finish an interrupted run from its checkpoint (see pipelines.checkpoint)
     update: bool = False  # bring an existing index up to date (see pipelines.update)
     max_file_bytes: int = 64 * 2**20
-    backend: str = "threads"
+    executor: str = "threads"  # the executor's backend: serial|threads (runtime.EXECUTOR_BACKENDS)
     progress: bool | None = None
     precision: str = "fp32"  # embedding mode: fp32|bf16|int8, or auto (see aaflow_core.models.modes)
-    embed_backend: str = "torch"  # torch|onnx|openvino, or auto ("backend" above is the executor's)
+    embed_backend: str = "torch"  # torch|onnx|openvino, or auto (models.ENGINES)
     accuracy_report: bool = False  # opt-in: a second fp32 pass over sampled chunks, figures in the manifest
     accuracy_queries: tuple[str, ...] = ()
     embed_url: str | None = None  # an OpenAI-compatible endpoint: `model` names its model (aaflow_core.remote)
@@ -85,7 +79,7 @@ class IngestConfig:
 
     def resources(self, ranks: int = 1) -> dict[str, Any]:
         return {"threads": self.threads, "ranks": ranks, "batch_size": self.batch_size, "window": self.window,
-                "files_per_batch": self.files_per_batch, "backend": self.backend}
+                "files_per_batch": self.files_per_batch, "backend": self.executor}  # the manifest key stays
 
     def embedder(self) -> Embedder | EndpointEmbedder:
         if self.embed_url is not None:

@@ -87,7 +87,7 @@ def run_local(config: IngestConfig, files: Sequence[tuple[str, str]], *, ranks: 
                     observe(stage, rows)
 
             t0 = time.perf_counter()
-            with Executor(stages, backend=config.backend, queue_capacity=plan.resources.queue_capacity,
+            with Executor(stages, backend=config.executor, queue_capacity=plan.resources.queue_capacity,
                           on_batch=on_batch) as ex:
                 for _ in ex.run(path_batches(files, config.files_per_batch)):
                     pass

@@ -45,9 +45,9 @@ def file_bytes(path: str) -> int:
 def plan_files(config: IngestConfig, comm: Comm, files: Sequence[tuple[str, str]] | None,
                skipped: list[SkippedItem]) -> tuple[pa.Table, Path]:
     """Rank 0 finds the files, checks the target and stages; every rank gets both (Arrow bcast)."""
-    table, error = None, None
-    if comm.is_root:
-        try:
+    table = None
+    with comm.collective():
+        if comm.is_root:
             if files is None:
                 files, found = discover(config.paths, config.glob)
                 skipped.extend(found)
@@ -62,9 +62,6 @@ def plan_files(config: IngestConfig, comm: Comm, files: Sequence[tuple[str, str]
                                           "bytes": [file_bytes(p) for p, _ in files]},
                                          schema=PATHS.append(pa.field("bytes", pa.int64())))
             table = table.replace_schema_metadata({"staging": str(staging)})
-        except Exception as exc:
-            error = exc
-    comm.agree(error)
     table = comm.bcast_table(table)
     return table, Path(table.schema.metadata[b"staging"].decode())
 
@@ -96,9 +93,9 @@ def build_shards(config: IngestConfig, comm: Comm, table: pa.Table, staging: Pat
     my_files = list(zip(mine.column("path").to_pylist(), mine.column("source").to_pylist()))
     sizes = mine.column("bytes").to_pylist()
     shard_dir = staging / SHARD_DIR.format(comm.rank)
-    digests, documents, skipped, stats, error = ROW_DIGESTS.empty_table(), 0, [], {}, None
+    digests, documents, skipped, stats = ROW_DIGESTS.empty_table(), 0, [], {}
     require_inputs(comm, [(p, b) for (p, _), b in zip(my_files, sizes)])  # before any rank loads the model
-    try:
+    with comm.collective():
         if my_files:
             run = run_local(config, my_files, ranks=comm.size, upsert_dir=str(shard_dir), keep_digests=True,
                             work=rank_work(config, comm.rank), progress=False if not comm.is_root else config.progress)
@@ -110,9 +107,6 @@ def build_shards(config: IngestConfig, comm: Comm, table: pa.Table, staging: Pat
             else:
                 run.store.discard()
             run.journal.close()
-    except Exception as exc:  # every rank must reach the check below
-        error = exc
-    comm.agree(error)
     all_digests = comm.gather_table(digests)
     all_skipped = comm.gather_table(pa.Table.from_pylist([vars(s) for s in skipped], schema=SKIPPED))
     mine_stats = {**stats, "bytes_sent": comm.stats.bytes_sent}
@@ -120,14 +114,11 @@ def build_shards(config: IngestConfig, comm: Comm, table: pa.Table, staging: Pat
                                            "chunks": pa.array([digests.num_rows], pa.int64()),
                                            "documents": pa.array([documents], pa.int64()),
                                            "stats": [json.dumps(mine_stats)]}, schema=RANK_STATS))
-    manifest, error = None, None
-    if comm.is_root:
-        try:
+    manifest = None
+    with comm.collective():
+        if comm.is_root:
             manifest = publish(config, comm, staging, all_digests, per_rank,
                                [*root_skipped, *(SkippedItem(**r) for r in all_skipped.to_pylist())])
-        except Exception as exc:
-            error = exc
-    comm.agree(error)
     return manifest
 
 

@@ -54,13 +54,10 @@ def query(index_dir: str | os.PathLike[str], questions: Sequence[str], k: int = 
     `aaflow_core.distributed.distributed_search`). Ties go to the earlier row.
     """
     comm = comm if comm is not None else Comm.world()
-    queries, error = None, None
-    if comm.is_root:
-        try:
+    queries = None
+    with comm.collective():  # the other ranks wait for these queries: fail them too
+        if comm.is_root:
             queries = embed_questions(index_dir, questions, threads=threads, batch_size=batch_size)
-        except Exception as exc:  # the other ranks wait for these queries: fail them too
-            error = exc
-    comm.agree(error)
     hits: list[list[Hit]] = [[] for _ in questions]
     for row in distributed_search(comm, index_dir, queries, k).to_pylist():
         hits[row["qid"]].append(Hit(row["rank"] + 1, row["score"], row["source"], row["chunk_id"], row["text"]))

@@ -84,7 +84,7 @@ def scanned_documents(config: IngestConfig, files: Sequence[tuple[str, str]]) ->
     for spec in full.compile().ops[:2]:  # load, chunk
         wf.add(spec)
     digests: Digests = {}
-    with Executor(bind(wf.compile()), backend=config.backend) as ex:
+    with Executor(bind(wf.compile()), backend=config.executor) as ex:
         for batch in ex.run(path_batches(files, config.files_per_batch)):
             _digest(digests, batch.column("doc_id").to_pylist(), batch.column("chunk_id").to_pylist())
         skipped = list(ex.operators["load"].skipped)  # type: ignore[attr-defined]

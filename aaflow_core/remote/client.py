@@ -1,11 +1,15 @@
 """`RemoteClient`: the one place aaflow talks HTTP to model services.
 
-One event loop (a `LoopThread` the client owns) holds one pooled aiohttp session, one
-limiter and one usage record per endpoint, and a shared in-flight budget across endpoints.
+One event loop (a `LoopThread` the client owns, `loop()`) holds one pooled aiohttp session,
+one limiter and one usage record per endpoint, and a shared in-flight budget across endpoints.
 Coroutines awaited on any other loop are handed to the owner loop and awaited there, so a
 LangChain `ainvoke`, a LlamaIndex `arun` and aaflow's own stage threads all share the same
-sessions and limits. A request is serialised once; a retry resends the same bytes, so
-retries change when an answer arrives, never what it is or where it goes.
+sessions and limits. A request is serialised once (orjson: compact UTF-8, as the openai client
+sends it); a retry resends the same bytes, so retries change when an answer arrives, never what
+it is or where it goes. Each call's `Endpoint` carries its own limits, timeout and retries: a
+later call with other limits for the same endpoint re-configures its limiter (see `_conn`).
+The first attempt of a request runs without retry machinery (most never need a second); the
+retry loop (`_retry`) starts only after a failure.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import asyncio
 import atexit
 import json
 import os
+import random
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -20,7 +25,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import numpy as np
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
+import orjson
 
 from aaflow_core.concurrency import LoopThread
 from aaflow_core.errors import ConfigError, EndpointError, MalformedResponseError, RemoteCallError
@@ -40,6 +45,23 @@ class _Conn:
     session: aiohttp.ClientSession
     limiter: Limiter
     usage: Usage
+    timeouts: dict[float, aiohttp.ClientTimeout]
+
+    def timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        """The per-request timeout for a call's `Endpoint.timeout_s` (one object per value)."""
+        timeout = self.timeouts.get(seconds)
+        if timeout is None:
+            timeout = self.timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
+        return timeout
+
+
+def dumps(payload: dict[str, Any]) -> bytes:
+    """The request body as the openai client writes it (compact, UTF-8); json for what orjson refuses
+    (integers beyond 64 bits, non-string keys). orjson writes NaN as null where the openai client raises."""
+    try:
+        return orjson.dumps(payload)
+    except TypeError:
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def retryable(exc: BaseException) -> bool:
@@ -75,6 +97,11 @@ class RemoteClient:
         self._pid = os.getpid()
 
     # -- lifecycle ---------------------------------------------------------------------------
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop that owns the sessions (started on first use, again after `close`). Callers
+        that run their own coroutines there (an adapter's async steps) skip a thread hop per call."""
+        return self._owner()
+
     def _owner(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._pid != os.getpid():  # a forked child has none of the parent's threads or sockets
@@ -115,9 +142,9 @@ class RemoteClient:
 
     async def chat(self, endpoint: Endpoint, payload: dict[str, Any], *, item: str | None = None) -> dict[str, Any]:
         """POST `payload` to `{base_url}/chat/completions`; the response body as a dict."""
-        label = item or chat_label(payload)
-        body = json.dumps(payload).encode()
-        return await self._on_owner(lambda: self._call(endpoint, "/chat/completions", body, label,
+        body = dumps(payload)
+        return await self._on_owner(lambda: self._call(endpoint, "/chat/completions", body,
+                                                        lambda: item or chat_label(payload),
                                                         estimate_tokens(payload), check_chat))
 
     async def embed(self, endpoint: Endpoint, payload: dict[str, Any], *, item: str | None = None) -> np.ndarray:
@@ -125,9 +152,9 @@ class RemoteClient:
         payload = {**payload, "encoding_format": payload.get("encoding_format", "base64")}
         inputs = payload.get("input")
         count = 1 if isinstance(inputs, str) else len(inputs or ())
-        label = item or embed_label(inputs)
-        body = json.dumps(payload).encode()
-        return await self._on_owner(lambda: self._call(endpoint, "/embeddings", body, label,
+        body = dumps(payload)
+        return await self._on_owner(lambda: self._call(endpoint, "/embeddings", body,
+                                                        lambda: item or embed_label(inputs),
                                                         estimate_tokens(payload), lambda b: decode_embeddings(b, count)))
 
     async def embed_texts(self, endpoint: Endpoint, texts: Sequence[str], *, model: str, batch_size: int = 64,
@@ -165,6 +192,9 @@ class RemoteClient:
 
     # -- machinery ---------------------------------------------------------------------------
     async def _on_owner(self, make: Callable[[], Awaitable[R]]) -> R:
+        thread = self._thread  # already on the owner loop (the adapters' usual case): no lock, no pid check
+        if thread is not None and asyncio.get_running_loop() is thread.loop:
+            return await make()
         loop = self._owner()
         if _running_loop() is loop:
             return await make()
@@ -176,36 +206,48 @@ class RemoteClient:
 
     def _conn(self, endpoint: Endpoint) -> _Conn:
         conn = self._conns.get(endpoint.key)
-        if conn is None:  # on the owner loop: the session binds to it
-            session = aiohttp.ClientSession(
-                headers=endpoint.request_headers(), timeout=aiohttp.ClientTimeout(total=endpoint.timeout_s),
-                connector=aiohttp.TCPConnector(limit=endpoint.limits.max_in_flight, ttl_dns_cache=300))
+        if conn is None:  # on the owner loop: the session binds to it. The limiter caps requests in
+            # flight, so the pool does not (limit=0); the timeout goes with each request
+            session = aiohttp.ClientSession(headers=endpoint.request_headers(),
+                                            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
             _, usage = self._usage.setdefault(endpoint.key, (endpoint, Usage(endpoint.base_url)))
-            conn = _Conn(endpoint, session, Limiter(endpoint.limits), usage)
+            conn = _Conn(endpoint, session, Limiter(endpoint.limits), usage, {})
             self._conns[endpoint.key] = conn
+        elif endpoint.limits is not conn.limiter.limits and endpoint.limits != conn.limiter.limits:
+            conn.limiter.reconfigure(endpoint.limits)  # the latest call's limits apply from now on
         if self._budget is None:
             self._budget = asyncio.Semaphore(self.max_in_flight)
         return conn
 
-    async def _call(self, endpoint: Endpoint, path: str, body: bytes, label: str, tokens: float,
+    async def _call(self, endpoint: Endpoint, path: str, body: bytes, label: Callable[[], str], tokens: float,
                     parse: Callable[[bytes], Any]) -> Any:
         conn = self._conn(endpoint)
-        policy = endpoint.retries
-        attempts = 0
         try:
-            async for attempt in AsyncRetrying(stop=_stop(policy), wait=_wait(policy),
-                                               retry=retry_if_exception(retryable), reraise=True):
-                with attempt:
-                    attempts += 1
-                    if attempts > 1:
-                        conn.usage.retries += 1
-                    result = await self._attempt(conn, path, body, tokens, parse)
+            return await self._attempt(conn, endpoint, path, body, tokens, parse)
         except (EndpointError, MalformedResponseError) as exc:
-            conn.usage.failed += 1
-            raise RemoteCallError(f"{label} ({endpoint.base_url}{path})", attempts, exc) from exc
-        return result
+            return await self._retry(conn, endpoint, path, body, label, tokens, parse, exc)
 
-    async def _attempt(self, conn: _Conn, path: str, body: bytes, tokens: float, parse: Callable[[bytes], Any]) -> Any:
+    async def _retry(self, conn: _Conn, endpoint: Endpoint, path: str, body: bytes, label: Callable[[], str],
+                     tokens: float, parse: Callable[[bytes], Any], exc: EndpointError | MalformedResponseError) -> Any:
+        """After a failed first attempt: retry within `endpoint.retries` (see `backoff_s`), or give up
+        with a RemoteCallError naming the item."""
+        policy, attempts, limited = endpoint.retries, 1, 0
+        while True:
+            limited += isinstance(exc, EndpointError) and exc.status == 429
+            failed = attempts - limited
+            if not retryable(exc) or failed >= policy.attempts or limited > policy.rate_limited:
+                conn.usage.failed += 1
+                raise RemoteCallError(f"{label()} ({endpoint.base_url}{path})", attempts, exc) from exc
+            await asyncio.sleep(backoff_s(policy, exc, attempts))
+            attempts += 1
+            conn.usage.retries += 1
+            try:
+                return await self._attempt(conn, endpoint, path, body, tokens, parse)
+            except (EndpointError, MalformedResponseError) as again:
+                exc = again
+
+    async def _attempt(self, conn: _Conn, endpoint: Endpoint, path: str, body: bytes, tokens: float,
+                       parse: Callable[[bytes], Any]) -> Any:
         ticket = await conn.limiter.acquire(tokens)
         status: int | None = None
         headers: Any = None
@@ -216,7 +258,7 @@ class RemoteClient:
             async with self._budget:
                 conn.usage.requests += 1
                 try:
-                    async with conn.session.post(url, data=body) as resp:
+                    async with conn.session.post(url, data=body, timeout=conn.timeout(endpoint.timeout_s)) as resp:
                         status, headers = resp.status, resp.headers
                         raw = await resp.read()
                 except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
@@ -230,9 +272,9 @@ class RemoteClient:
                     conn.usage.errors += 1
                 raise error_of(status, raw, headers, url)
             try:
-                data = json.loads(raw)
+                data = orjson.loads(raw)
                 result = parse(data)
-            except (ValueError, MalformedResponseError) as exc:
+            except (ValueError, MalformedResponseError) as exc:  # orjson.JSONDecodeError is a ValueError
                 conn.usage.errors += 1
                 status = None  # not a success for the window
                 raise MalformedResponseError(f"malformed response body: {exc}") from None
@@ -242,30 +284,13 @@ class RemoteClient:
             conn.limiter.release(ticket, headers=headers, status=status, used_tokens=used)
 
 
-def _stop(policy: Retries) -> Callable[[RetryCallState], bool]:
-    """Give up after `attempts` failures, or after `rate_limited` 429s more than that."""
-    counts = {"failed": 0, "limited": 0}
-
-    def stop(state: RetryCallState) -> bool:
-        exc = state.outcome.exception() if state.outcome else None
-        kind = "limited" if isinstance(exc, EndpointError) and exc.status == 429 else "failed"
-        counts[kind] += 1
-        return counts["failed"] >= policy.attempts or counts["limited"] > policy.rate_limited
-
-    return stop
-
-
-def _wait(policy: Retries) -> Callable[[RetryCallState], float]:
-    """A 429 with Retry-After has paused the endpoint already (the limiter waits); others back off."""
-    expo = wait_exponential_jitter(initial=policy.initial_s, max=policy.max_s, jitter=policy.jitter_s)
-
-    def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, EndpointError) and exc.retry_after is not None:
-            return 0.0 if exc.status == 429 else min(policy.max_s, exc.retry_after)
-        return expo(state)
-
-    return wait
+def backoff_s(policy: Retries, exc: BaseException, attempts: int) -> float:
+    """Seconds before the next attempt. A 429 with Retry-After has paused the endpoint already (the
+    limiter waits); another answer's Retry-After is obeyed up to `max_s`; the rest back off
+    exponentially (`initial_s * 2**(attempts-1)` plus up to `jitter_s`, at most `max_s`)."""
+    if isinstance(exc, EndpointError) and exc.retry_after is not None:
+        return 0.0 if exc.status == 429 else min(policy.max_s, exc.retry_after)
+    return max(0.0, min(policy.max_s, policy.initial_s * 2.0 ** (attempts - 1) + random.uniform(0, policy.jitter_s)))
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -295,6 +320,8 @@ _SHARED_LOCK = threading.Lock()
 def shared_client() -> RemoteClient:
     """The process-wide client: one session and limiter per endpoint for every caller; closed at exit."""
     global _SHARED
+    if _SHARED is not None:  # asked for on every request: no lock once it exists
+        return _SHARED
     with _SHARED_LOCK:
         if _SHARED is None:
             _SHARED = RemoteClient()

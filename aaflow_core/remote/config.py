@@ -3,7 +3,8 @@
 An `Endpoint` says where requests go and how they authenticate; `Limits` says how hard the
 client may push it (requests in flight, requests and tokens per minute); `Retries` says how
 long an item keeps trying. Two endpoints with the same URL, key and headers share one HTTP
-session, one limiter and one usage record.
+session, one limiter and one usage record; each call's own limits, timeout and retries apply
+to it (the limiter takes the latest call's limits).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from aaflow_core.errors import ConfigError
@@ -90,9 +92,10 @@ class Endpoint:
             raise ConfigError(api_key_env, None, "set it in the environment (or give the base URL of a local server)")
         return cls(base_url or "https://api.openai.com/v1", key, tuple(sorted((headers or {}).items())), **kwargs)
 
-    @property
+    @cached_property
     def key(self) -> str:
-        """Identity for sharing a session/limiter/usage: URL, a hash of the key, the headers."""
+        """Identity for sharing a session/limiter/usage: URL, a hash of the key, the headers (computed once:
+        it is looked up on every request)."""
         digest = hashlib.sha256(repr((self.api_key or "", self.headers)).encode()).hexdigest()[:12]
         return f"{self.base_url}#{digest}"
 

@@ -9,6 +9,9 @@ Three kinds of limit, all plain state on the client's event loop:
 - an adaptive in-flight window: it starts at `Limits.initial_in_flight`, grows by one per
   success until the first 429 (slow start), then by one per window of successes; a 429 halves
   it (once per congestion event); never above `Limits.max_in_flight`.
+`reconfigure` swaps in other `Limits` (a later call for the same endpoint gave them): the
+buckets are rebuilt for a changed rate, the window is clamped to the new ceiling and, until a
+429 has been seen, raised to the new start.
 Timing decides when a request goes, never what it carries or where its answer lands.
 """
 from __future__ import annotations
@@ -127,6 +130,10 @@ class Ticket:
     token_mark: float
 
 
+def _bucket(per_minute: float | None, burst_s: float) -> TokenBucket | None:
+    return TokenBucket(per_minute / 60.0, per_minute / 60.0 * burst_s) if per_minute else None
+
+
 class Limiter:
     """Admission for one endpoint: `await acquire(tokens)` then `release(ticket, ...)`."""
 
@@ -136,11 +143,23 @@ class Limiter:
         self.in_flight = 0
         self.paused_until = 0.0
         self._last_cut = -math.inf
-        self.rpm = TokenBucket(limits.rpm / 60.0, limits.rpm / 60.0 * limits.burst_s) if limits.rpm else None
-        self.tpm = TokenBucket(limits.tpm / 60.0, limits.tpm / 60.0 * limits.burst_s) if limits.tpm else None
+        self.rpm = _bucket(limits.rpm, limits.burst_s)
+        self.tpm = _bucket(limits.tpm, limits.burst_s)
         self.requests = HeaderBudget()
         self.tokens = HeaderBudget()
         self._freed = asyncio.Event()
+
+    def reconfigure(self, limits: Limits) -> None:
+        """Apply `limits` from now on; what the server said (headers, pauses, a learned window) stays."""
+        old, self.limits = self.limits, limits
+        if (limits.rpm, limits.burst_s) != (old.rpm, old.burst_s):
+            self.rpm = _bucket(limits.rpm, limits.burst_s)
+        if (limits.tpm, limits.burst_s) != (old.tpm, old.burst_s):
+            self.tpm = _bucket(limits.tpm, limits.burst_s)
+        if self._last_cut == -math.inf:  # no 429 yet: start at least where the new limits start
+            self.window = max(self.window, float(limits.initial_in_flight or min(64, limits.max_in_flight)))
+        self.window = min(self.window, float(limits.max_in_flight))
+        self._freed.set()  # waiters re-check against the new window
 
     def _wait_s(self, now: float, tokens: float) -> float:
         waits = [self.paused_until - now, self.requests.wait_s(now, 1), self.tokens.wait_s(now, tokens)]

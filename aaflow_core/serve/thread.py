@@ -13,8 +13,10 @@ class ServerThread:
     """`with ServerThread(app) as server: server.base_url` -> "http://127.0.0.1:PORT/v1"."""
 
     def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 0,
-                 access_log: logging.Logger | None = None) -> None:
+                 access_log: logging.Logger | None = None, backlog: int = 1024) -> None:
         self.app = app
+        self.backlog = backlog  # connections waiting to be accepted: a client opening 1000 at once must
+        # not meet a full queue (128 by default), whose dropped SYNs are retried a second later
         self.access_log = access_log
         self.host = host
         self.port = port
@@ -31,7 +33,7 @@ class ServerThread:
         async def start() -> int:
             self._runner = web.AppRunner(self.app, access_log=self.access_log, access_log_format=ACCESS_LOG_FORMAT)
             await self._runner.setup()
-            site = web.TCPSite(self._runner, self.host, self.port)
+            site = web.TCPSite(self._runner, self.host, self.port, backlog=self.backlog)
             await site.start()
             return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 

@@ -1,8 +1,8 @@
 """Exact, deterministic top-k over one FAISS index: score descending, then row ascending.
 
 FAISS alone breaks ties in no documented order, so the search widens until no tie can
-straddle the k-th place and sorts by that rule. Every reader of an index (the Retrieve
-operator, distributed search and its top-k merge) uses this one function.
+straddle the k-th place and sorts by that rule. Every reader of an index (distributed
+search and its top-k merge) uses this one function.
 """
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ def test_same_corpus_twice_gives_the_same_output_sha256(built, small_corpus):
 
 
 def test_threads_backend_equals_serial_reference(built, small_corpus, tmp_path):
-    serial = ingest(config([small_corpus], tmp_path / "serial", window=64, backend="serial"))
+    serial = ingest(config([small_corpus], tmp_path / "serial", window=64, executor="serial"))
     assert serial.manifest["output_sha256"] == built.manifest["output_sha256"]
 
 

@@ -144,3 +144,38 @@ def test_rate_limited_endpoint_answers_every_request_correctly(client):
     usage = client.usage(ep)[srv.base_url]
     assert gate.admitted == 60 and usage.rejections == gate.rejected and usage.failed == 0
     assert gate.rejected <= 60  # headers pace the client: rejections stay well below the requests
+
+
+def test_a_later_call_with_other_limits_and_timeout_uses_them(client):
+    from aaflow_core.serve import STATS
+
+    app = create_app(chat=EchoChat(), latency_s=0.3)
+    with ServerThread(app) as srv:
+        narrow = endpoint(srv.base_url, limits=Limits(max_in_flight=2))
+        wide = endpoint(srv.base_url, limits=Limits(max_in_flight=8, initial_in_flight=8))
+        assert narrow.key == wide.key  # one session, one limiter
+
+        async def batch(ep: Endpoint) -> list[str]:
+            bodies = await asyncio.gather(*(client.chat(ep, chat_payload(i)) for i in range(8)))
+            return [b["choices"][0]["message"]["content"] for b in bodies]
+
+        assert asyncio.run(batch(narrow)) == [f"echo: question {i} with words" for i in range(8)]
+        assert app[STATS].max_in_flight <= 2
+        app[STATS].max_in_flight = 0
+        asyncio.run(batch(wide))
+        assert app[STATS].max_in_flight > 2  # the wider limits apply (8 sent at once, 0.3 s each)
+        hasty = endpoint(srv.base_url, timeout_s=0.03, retries=Retries(attempts=1))
+        with pytest.raises(RemoteCallError, match="timed out|Timeout"):
+            client.run(client.chat(hasty, chat_payload(0)))  # this call's own timeout, not the session's
+
+
+def test_coroutines_on_the_clients_own_loop_need_no_hop(client, server):
+    ep = endpoint(server.base_url)
+    loop = client.loop()
+    assert client.loop() is loop and loop.is_running()
+
+    async def there() -> tuple[bool, str]:
+        body = await client.chat(ep, chat_payload(3))
+        return asyncio.get_running_loop() is loop, body["choices"][0]["message"]["content"]
+
+    assert asyncio.run_coroutine_threadsafe(there(), loop).result(timeout=30) == (True, "echo: question 3 with words")

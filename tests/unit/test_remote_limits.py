@@ -111,3 +111,58 @@ def test_endpoint_is_validated_once_and_keys_share_by_url_key_and_headers():
     assert a.key == Endpoint.of("http://127.0.0.1:1/v1", api_key="k", headers={"X": "1"}).key
     assert a.key != Endpoint.of("http://127.0.0.1:1/v1", api_key="other", headers={"X": "1"}).key
     assert "k" not in repr(a) and a.request_headers()["Authorization"] == "Bearer k"
+
+
+def test_reconfigure_applies_new_limits_and_keeps_what_the_server_taught():
+    async def go() -> None:
+        limiter = Limiter(Limits(max_in_flight=4, initial_in_flight=2, rpm=60))
+        assert limiter.window == 2 and limiter.rpm is not None
+        limiter.reconfigure(Limits(max_in_flight=16, initial_in_flight=12))  # no 429 yet: start at the new start
+        assert limiter.window == 12 and limiter.rpm is None
+        tickets = [await limiter.acquire(1) for _ in range(12)]  # the new window admits 12 at once
+        limiter.release(tickets[0], headers={}, status=429)
+        assert limiter.window == 6
+        limiter.reconfigure(Limits(max_in_flight=32, initial_in_flight=32, tpm=1000))
+        assert limiter.window == 6 and limiter.tpm is not None  # a learned window stays; new buckets apply
+        limiter.reconfigure(Limits(max_in_flight=3))
+        assert limiter.window == 3  # never above the new ceiling
+
+    asyncio.run(go())
+
+
+def test_backoff_follows_the_servers_word_then_grows_exponentially():
+    from aaflow_core.errors import EndpointError
+    from aaflow_core.remote.client import backoff_s
+    from aaflow_core.remote import Retries
+
+    policy = Retries(initial_s=0.1, max_s=1.0, jitter_s=0.01)
+    assert backoff_s(policy, EndpointError(429, "slow down", retryable=True, retry_after_s=5.0), 1) == 0.0
+    assert backoff_s(policy, EndpointError(503, "busy", retryable=True, retry_after_s=5.0), 1) == 1.0
+    assert 0.1 <= backoff_s(policy, EndpointError(502, "bad gateway", retryable=True), 1) <= 0.11
+    assert 0.4 <= backoff_s(policy, MalformedResponseError("truncated"), 3) <= 0.41
+    assert backoff_s(policy, EndpointError(None, "reset", retryable=True), 10) == 1.0
+
+
+def test_relaxed_gc_is_shared_by_holders_and_restores_what_was_there():
+    import gc
+
+    from aaflow_core.remote import gcpolicy, relaxed_gc
+
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        with relaxed_gc():
+            assert gc.get_threshold() == (gcpolicy.RELAXED_GEN0, 10, 10)
+            gcpolicy.hold()  # a second, overlapping holder (another batch on another thread)
+        assert gc.get_threshold()[0] == gcpolicy.RELAXED_GEN0  # still held by the second
+        gcpolicy.release()
+        assert gc.get_threshold() == (700, 10, 10)
+        gcpolicy.release()  # an extra release is harmless
+        with relaxed_gc():
+            gc.set_threshold(1234, 5, 5)  # the process changed it meanwhile: its choice stays
+        assert gc.get_threshold() == (1234, 5, 5)
+        gc.set_threshold(0, 10, 10)  # collection off: left off
+        with relaxed_gc():
+            assert gc.get_threshold() == (0, 10, 10)
+    finally:
+        gc.set_threshold(*before)

@@ -111,3 +111,11 @@ class Recorder(BaseCallbackHandler):
     def on_retriever_end(self, documents: Any, *, run_id: UUID, parent_run_id: UUID | None = None, **kw: Any) -> None:
         ids = ",".join(d.id or "" for d in documents)
         self._add(f"retriever_end:{ids}", run_id, parent_run_id, kw.get("tags"), None)
+
+    def on_tool_start(self, serialized: Any, input_str: str, *, run_id: UUID, parent_run_id: UUID | None = None,
+                      tags: list[str] | None = None, **kw: Any) -> None:
+        self._add(f"tool_start:{input_str[:60]}", run_id, parent_run_id, tags, kw.get("name"))
+
+    def on_tool_end(self, output: Any, *, run_id: UUID, parent_run_id: UUID | None = None, **kw: Any) -> None:
+        self._add(f"tool_end:{str(getattr(output, 'content', output))[:60]}", run_id, parent_run_id, kw.get("tags"),
+                  None)

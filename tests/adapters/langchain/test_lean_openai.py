@@ -161,3 +161,64 @@ def test_openai_embeddings_index_bit_exact_with_requests_in_flight(corpus_docs: 
     assert fast.index.ntotal == n and (fast.index.reconstruct_n(0, n) == stock.index.reconstruct_n(0, n)).all()
     assert [fast.docstore.search(fast.index_to_docstore_id[i]).page_content for i in range(n)] == \
            [stock.docstore.search(stock.index_to_docstore_id[i]).page_content for i in range(n)]
+
+
+def _body(**changes: Any) -> dict[str, Any]:
+    message = {"role": "assistant", "content": "hi", **changes.pop("message", {})}
+    choice = {"index": 0, "message": message, "finish_reason": "stop", **changes.pop("choice", {})}
+    extra_usage = changes.pop("usage", {})
+    usage = None if extra_usage is None else {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
+                                              **extra_usage}
+    body = {"id": "c1", "object": "chat.completion", "created": 0, "model": "m", "choices": [choice], "usage": usage}
+    body.update(changes)
+    return {k: v for k, v in body.items() if v is not _DROP}
+
+
+_DROP = object()
+_CALL = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
+BODIES = {
+    "plain": _body(),
+    "tool call": _body(message={"content": None, "tool_calls": [_CALL]}, choice={"finish_reason": "tool_calls"}),
+    "custom tool call": _body(message={"content": None, "tool_calls": [
+        {"id": "c", "type": "custom", "custom": {"name": "f", "input": "x"}}]}),
+    "broken tool call": _body(message={"content": None, "tool_calls": [{"id": "c", "function": {"name": "f",
+                                                                                                "arguments": "{"}}]}),
+    "integer logprobs": _body(choice={"logprobs": {"content": [{"token": "a", "logprob": -1, "bytes": [97],
+                                                                "top_logprobs": []}], "refusal": None}}),
+    "extra fields": _body(message={"reasoning_content": "think"}, usage={"cost": 3}, provider="x"),
+    "no object/created": _body(object=_DROP, created=_DROP),
+    "no finish_reason": _body(choice={"finish_reason": None}),
+    "unknown finish_reason": _body(choice={"finish_reason": "abort"}),
+    "float tokens": _body(usage={"prompt_tokens": 10.0}),
+    "no usage": _body(usage=None),
+    "token details": _body(usage={"prompt_tokens_details": {"cached_tokens": 3},
+                                  "completion_tokens_details": {"reasoning_tokens": 2}}),
+    "tier and fingerprint": _body(service_tier="priority", system_fingerprint="fp"),
+    "refusal": _body(message={"content": None, "refusal": "no"}),
+    "audio": _body(message={"audio": {"id": "a", "data": "x", "expires_at": 1, "transcript": "t"}}),
+    "function call": _body(message={"function_call": {"name": "f", "arguments": "{}"}}),
+}
+
+
+@pytest.mark.parametrize("name", list(BODIES))
+def test_responses_parse_as_the_openai_clients_objects_do(name: str) -> None:
+    """`_completion` validates strictly where it can; the chat result equals stock's (model_construct) on
+    every body shape, including the ones that fall back to construction."""
+    import copy
+
+    from openai.types.chat import ChatCompletion
+
+    from aaflow_adapters.langchain.lean_openai import _completion
+
+    model = chat("http://127.0.0.1:9/v1")
+
+    def result(build: Any) -> Any:
+        try:
+            out = model._create_chat_result(build(copy.deepcopy(BODIES[name])), {})
+        except Exception as exc:  # noqa: BLE001 - stock fails on some shapes; so must the lean path, alike
+            return type(exc), str(exc)
+        return out, [g.message.model_dump() for g in out.generations]
+
+    assert result(_completion) == result(lambda body: ChatCompletion.model_construct(**body))
+    if name in ("plain", "tool call", "extra fields", "token details", "refusal"):  # the fast path covers these
+        ChatCompletion.model_validate(copy.deepcopy(BODIES[name]), strict=True)
