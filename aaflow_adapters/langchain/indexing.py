@@ -37,6 +37,7 @@ from langchain_core.indexing.base import DocumentIndex
 from langchain_core.vectorstores import VectorStore
 
 from aaflow_core import Executor, Resources, Workflow, bind
+from aaflow_core.concurrency import drive
 from aaflow_core.errors import ConfigError
 from aaflow_adapters.langchain.caller_thread import CallerThread
 from aaflow_adapters.langchain.index_steps import Batch, Calls, Committer, Destination, Planner
@@ -121,11 +122,11 @@ def index(
         try:
             for batch in caller.iterate(out):
                 for seq in batch.column(SEQ).to_pylist():
-                    _run_sync(commit(planner.take(seq)))
+                    drive(commit(planner.take(seq)))
         finally:
             caller.close()
             out.close()
-    return _run_sync(commit.finish())
+    return drive(commit.finish())
 
 
 async def aindex(
@@ -187,11 +188,3 @@ def _async_docs(docs_source: Any, loop: asyncio.AbstractEventLoop) -> Iterator[D
             return
 
 
-def _run_sync(coro: Any) -> Any:
-    """Run a coroutine that never suspends (the sync flavour of `Calls`) to its end, on this thread."""
-    try:
-        coro.send(None)
-    except StopIteration as stop:
-        return stop.value
-    coro.close()
-    raise RuntimeError("a synchronous indexing step tried to suspend")

@@ -5,7 +5,7 @@ things differ: how the stores are called (stock's sync methods and handlers in `
 twins in `arun`, exactly as stock calls them) and where the transformations run (on this thread,
 or on a worker thread with `acall` on the caller's loop). A `Calls` object says which; the steps
 are coroutines over it. `SyncCalls` never suspends, so `run` drives the same coroutines to their
-end on its own thread (`drive`), with no event loop.
+end on its own thread (`aaflow_core.concurrency.drive`), with no event loop.
 
 The store calls go through stock's own `IngestionPipeline` handlers (`_handle_upserts`,
 `_update_docstore`, ... and their async twins), so the writes are stock's; aaflow only moves
@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Optional, Protocol, TypeVar
+from typing import Any, Optional, Protocol
 
 from llama_index.core.ingestion.pipeline import DocstoreStrategy, IngestionPipeline
 from llama_index.core.schema import BaseNode
@@ -34,7 +34,6 @@ from aaflow_adapters.llamaindex.steps import RunCoro
 from aaflow_adapters.llamaindex.transform import Outcome
 from aaflow_adapters.llamaindex.vector import Segment, VectorWrite, add_nodes, check_write
 
-T = TypeVar("T")
 Transformer = Callable[[Sequence[BaseNode], Optional[RunCoro]], Outcome]
 
 
@@ -137,16 +136,6 @@ class AsyncCalls:
             return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
         return await asyncio.to_thread(work, on_loop)
-
-
-def drive(coro: Coroutine[Any, Any, T]) -> T:
-    """The result of a coroutine that never suspends (the steps over `SyncCalls`), run on this thread."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return done.value
-    coro.close()
-    raise RuntimeError("aaflow: a step of a sync run suspended; it must use SyncCalls only")
 
 
 @dataclass

@@ -24,11 +24,12 @@ from llama_index.core.constants import DATA_KEY, TYPE_KEY
 from llama_index.core.schema import BaseNode
 from llama_index.core.storage.docstore.utils import json_to_doc
 
+from aaflow_core.concurrency import drive
 from aaflow_core.dataplane import embedding_column, embedding_matrix, embedding_type
 from aaflow_core.distributed import Engine
 from aaflow_core.errors import AAFlowError, InputError
 
-from aaflow_adapters.llamaindex.core import RunCore, SyncCalls, drive
+from aaflow_adapters.llamaindex.core import RunCore, SyncCalls
 from aaflow_adapters.llamaindex.transform import Outcome
 from aaflow_adapters.llamaindex.vector import Segment
 

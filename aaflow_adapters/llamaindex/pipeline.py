@@ -29,12 +29,13 @@ from llama_index.core.ingestion.pipeline import DocstoreStrategy, IngestionPipel
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.schema import BaseNode, Document
 
+from aaflow_core.concurrency import drive
 from aaflow_core.distributed import Comm
 
 from aaflow_adapters.errors import NotADocumentError, a_type
 from aaflow_adapters.llamaindex.cache import StepCache
 from aaflow_adapters.llamaindex.checkpoint import rank_dir
-from aaflow_adapters.llamaindex.core import AsyncCalls, RunCore, RunStats, SyncCalls, drive
+from aaflow_adapters.llamaindex.core import AsyncCalls, RunCore, RunStats, SyncCalls
 from aaflow_adapters.llamaindex.engine import EngineOptions
 from aaflow_adapters.llamaindex.mpi import run_on_ranks
 from aaflow_adapters.llamaindex.remote import UsageMeter

@@ -14,7 +14,7 @@ from llama_index.core.storage.docstore import SimpleDocumentStore
 from llama_index.core.vector_stores import SimpleVectorStore
 
 from aaflow_adapters.llamaindex import AAFlowIngestionPipeline
-from aaflow_adapters.llamaindex.core import drive
+from aaflow_core.concurrency import drive
 
 V1 = [Document(text=f"Document {k}. " + f"Sentence {k} has words. " * 12, doc_id=k) for k in ("a", "b", "c")]
 V2 = [V1[0], Document(text="Document b was rewritten. " * 10, doc_id="b"), Document(text="New. " * 8, doc_id="d")]
