@@ -3,7 +3,9 @@
 Each transformation is one stage of aaflow's streaming executor (bounded queues, stages
 overlapping, input order restored by sequence keys): the node parser splits the next
 documents while the embedding model encodes the current window. Between stages, cache taps
-keep the stock cache's keys and entries when the cache is on.
+keep the stock cache's keys and entries when the cache is on. A split-worker SentenceSplitter
+followed by a routed remote model sends its embedding requests as the workers answer
+(embed_ahead.py).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from aaflow_core.remote import Limiter, Limits, shared_client
 
 from aaflow_adapters.llamaindex.cache import CacheTap, StepRecord
 from aaflow_adapters.llamaindex.checkpoint import EmbeddingCheckpoint, checkpointed
+from aaflow_adapters.llamaindex.embed_ahead import EmbedAhead
 from aaflow_adapters.llamaindex.locality import is_embedding
 from aaflow_adapters.llamaindex.nodes import EMBEDDING, NodeTable, source_batches
 from aaflow_adapters.llamaindex.remote import endpoint_of, routed
@@ -118,23 +121,29 @@ def stream(
     failure = Failure(drain=record_cache)
     stages: list[tuple[Any, str, int | None, int]] = []  # (step, name, batch rows, workers)
     with ExitStack() as stack:
+        early = _embed_ahead(nodes, transforms, opts, kwargs, stack)
         for i, transform in enumerate(transforms):
             if i > 0 and records:
                 stages.append((CacheTap(table, records[i - 1], records[i]), f"cache-{i}", None, 1))
             name = f"{i}-{type(transform).__name__}"
             if is_embedding(transform):
-                caller, window, workers = _embed_caller(transform, opts, kwargs, run_coro, stack)
-                stages.append((EmbedStep(caller, table, parity=opts.parity, index=i, name=name, failure=failure),
-                               name, window, workers))
+                caller, window, workers, lean = _embed_caller(transform, opts, kwargs, run_coro, stack,
+                                                              early if i == 1 else None)
+                stages.append((EmbedStep(caller, table, in_order=opts.parity or lean, index=i, name=name,
+                                         failure=failure), name, window, workers))
             else:
                 label = f"transformations[{offset + i}] ({type(transform).__name__})"
                 processes = worker_count() if opts.split_processes is None else opts.split_processes
                 config = splitter_config(transform) if processes and isinstance(transform, SentenceSplitter) else None
-                ahead = None if config is None or i > 0 else Prefetch(transform, config, processes, nodes,
-                                                                      LOOKAHEAD_BATCHES * opts.batch_chars)
+                prefetch = None if config is None or i > 0 else Prefetch(
+                    transform, config, processes, nodes, LOOKAHEAD_BATCHES * opts.batch_chars,
+                    listener=None if early is None else early.listen)
+                if early is not None and i == 0 and (prefetch is None or not prefetch.all_sent):
+                    early.close()  # the workers did not take the whole input at once: embed as the nodes come
+                    early = None
                 stages.append((TransformStep(transform, table, kwargs, run_coro, index=i, name=name, label=label,
                                              failure=failure, split_config=config, processes=processes,
-                                             prefetch=ahead), name, None,
+                                             prefetch=prefetch, ahead=early if i == 0 else None), name, None,
                                opts.workers if config is None else max(opts.workers, processes)))
         # the thread budget is what the stages asked for: no stage is capped below its own count
         workflow = Workflow(Resources(threads=max(w for *_, w in stages), queue_capacity=opts.queue_capacity))
@@ -153,22 +162,42 @@ def stream(
     return StreamResult(segments, records, busy, failure.outcome())
 
 
+def _embed_ahead(nodes: Sequence[BaseNode], transforms: Sequence[TransformComponent], opts: EngineOptions,
+                 kwargs: dict[str, Any], stack: ExitStack) -> EmbedAhead | None:
+    """Early embedding requests (embed_ahead.py) where a split-worker SentenceSplitter feeds a routed model."""
+    if len(transforms) < 2 or type(transforms[0]) is not SentenceSplitter or not is_embedding(transforms[1]):
+        return None
+    if opts.checkpoint is not None or (worker_count() if opts.split_processes is None else opts.split_processes) == 0:
+        return None
+    model = transforms[1]
+    if is_local(model) or splitter_config(transforms[0]) is None:
+        return None
+    target, size, _, _ = embed_settings(model, opts)
+    lean = routed(target, opts.embed_concurrency)
+    if lean is None:
+        return None
+    early = EmbedAhead(lean, kwargs, nodes, include_metadata=transforms[0].include_metadata, batch_size=size,
+                       loop=shared_client().loop())
+    stack.callback(early.close)
+    return early
+
+
 def _embed_caller(model: BaseEmbedding, opts: EngineOptions, kwargs: dict[str, Any], run_coro: RunCoro | None,
-                  stack: ExitStack) -> tuple[EmbedCaller, int, int]:
-    """(caller, window rows, windows in flight) for one embedding step."""
+                  stack: ExitStack, early: EmbedAhead | None) -> tuple[EmbedCaller, int, int, bool]:
+    """(caller, window rows, windows in flight, routed to the remote client) for one embedding step."""
     target, size, concurrency, window = embed_settings(model, opts)
     lean = None if is_local(model) else routed(target, opts.embed_concurrency)
     store = None if opts.checkpoint is None else stack.enter_context(EmbeddingCheckpoint(opts.checkpoint, target))
     if lean is not None:  # sync run and arun alike: on the remote client's loop, under its limiter
         window = size if opts.parity else size * REQUESTS_PER_WINDOW
         caller = EmbedCaller(checkpointed(lean, store), batch_size=size, concurrency=window // size,
-                             run_coro=shared_client().run, pool=None, kwargs=kwargs)
+                             run_coro=shared_client().run, pool=None, kwargs=kwargs, ahead=early)
         limits = endpoint_of(target, opts.embed_concurrency).limits
-        return caller, window, max(1, -(-start_window(limits) // (window // size)))
+        return caller, window, max(1, -(-start_window(limits) // (window // size))), True
     pool = None
     if run_coro is None:  # sync run: the model's sync API on a pool, driven by a private loop
         run_coro = stack.enter_context(LoopThread("aaflow-llamaindex-embed")).run
         pool = stack.enter_context(ThreadPoolExecutor(concurrency, thread_name_prefix="aaflow-embed"))
     caller = EmbedCaller(checkpointed(target, store), batch_size=size, concurrency=concurrency, run_coro=run_coro,
                          pool=pool, kwargs=kwargs)
-    return caller, window, 1
+    return caller, window, 1, False

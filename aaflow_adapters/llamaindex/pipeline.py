@@ -4,9 +4,10 @@ Same constructor, same `run`/`arun` signatures, same inputs order, docstore stra
 keys and vector-store contents; what changes is how the work is scheduled: document-local
 transformations stream through aaflow's executor in batches cut at document boundaries, the
 others are called once on the whole list as stock calls them (locality.py, transform.py;
-threads, never a pickling process pool), embeddings go in length-sorted micro-batches with
-calls overlapped, and a `FaissVectorStore` receives whole Arrow embedding columns instead of
-one node at a time. Bad input raises stock's
+threads, never a pickling process pool), embeddings go in micro-batches with calls overlapped
+(length-sorted for local models; stock's own slices for routed remote ones, requested as the
+split workers answer, embed_ahead.py), and a `FaissVectorStore` receives whole Arrow embedding
+columns instead of one node at a time. Bad input raises stock's
 exception type naming the item; a failed run writes neither docstore nor vector store and
 keeps the cache entries of the finished transformations (docs/reliability.md). Under `mpiexec`
 (`ranks="auto"`) each rank transforms its contiguous shard of the inputs and every rank gets

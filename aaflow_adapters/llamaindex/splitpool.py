@@ -7,7 +7,8 @@ string and the splitter's settings only, so worker processes run stock's own
 no node ever leaves this process) while this process keeps everything else stock's: the
 splitter's own `__call__` runs here on a private copy whose `split_text_metadata_aware` returns
 the workers' answers, so `id_func`, node construction, offsets, relationships, metadata and
-callback events are stock's code, in stock's order.
+callback events are stock's code, in stock's order (the CHUNKING event a split fires is fired
+here, with stock's payloads).
 
 The workers are `split_worker.py` subprocesses (not
 `multiprocessing`: nothing of the user's script is re-imported), started once per process in
@@ -24,12 +25,14 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from functools import partial
+from itertools import accumulate
 from typing import Any
 
 import pyarrow as pa
+from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.schema import BaseNode, MetadataMode
 
@@ -230,7 +233,14 @@ def with_splits(splitter: Any, found: dict[tuple[str, str], list[str]]) -> Any:
 
     def split_text_metadata_aware(text: str, metadata_str: str) -> list[str]:
         got = found.get((text, metadata_str))
-        return list(got) if got is not None else own(text, metadata_str)
+        if got is None:
+            return own(text, metadata_str)
+        if text == "":  # stock returns [""] before its chunking event
+            return [text]
+        # the CHUNKING event stock's `_split_text` fires around the split, with its payloads
+        with splitter.callback_manager.event(CBEventType.CHUNKING, payload={EventPayload.CHUNKS: [text]}) as event:
+            event.on_end(payload={EventPayload.CHUNKS: list(got)})
+        return list(got)
 
     copy = splitter.model_copy()
     object.__setattr__(copy, "split_text_metadata_aware", split_text_metadata_aware)
@@ -245,15 +255,19 @@ def presplit(splitter: Any, config: str, nodes: Sequence[BaseNode], processes: i
 class Prefetch:
     """The stream's input sent to the workers ahead of the splitter stage, at most `lookahead` characters.
 
-    Workers never wait for a batch boundary: requests of about GROUP_CHARS go out in input
-    order as soon as the run starts, so the splitter stage mostly finds its batch split.
+    Workers never wait for a batch boundary: requests of about GROUP_CHARS (bigger ones, then
+    smaller, when the rest of the input fits in the lookahead) go out in input order as soon as
+    the run starts, so the splitter stage mostly finds its batch split.
     """
 
     def __init__(self, splitter: Any, config: str, processes: int, nodes: Sequence[BaseNode],
-                 lookahead: int) -> None:
+                 lookahead: int, listener: Callable[[int, int, Future[pa.RecordBatch]], None] | None = None) -> None:
         self.pool, self.splitter, self.config, self.processes = shared_pool(processes), splitter, config, processes
         self.nodes, self.lookahead = nodes, lookahead
+        self.listener = listener  # told of each request sent: (first input, end, its answer)
         self.position = {id(n): i for i, n in enumerate(nodes)}
+        self.chars = [len(n.get_content(metadata_mode=MetadataMode.NONE)) for n in nodes]
+        self.through = list(accumulate(self.chars))  # characters of inputs [0, i]
         self.next = 0  # the first input not sent yet
         self.group_of: dict[int, int] = {}  # input position -> request
         self.sent: dict[int, tuple[list[tuple[str, str]], Future[pa.RecordBatch], int]] = {}
@@ -268,17 +282,33 @@ class Prefetch:
         if not ready:
             return
         while self.next < len(self.nodes) and (self.outstanding < self.lookahead or self.next <= upto):
-            start, chars = self.next, 0
-            while self.next < len(self.nodes) and (chars < GROUP_CHARS or self.next == start):
-                chars += len(self.nodes[self.next].get_content(metadata_mode=MetadataMode.NONE))
+            start, chars, size = self.next, 0, self._group_size(len(ready))
+            while self.next < len(self.nodes) and (chars < size or self.next == start):
+                chars += self.chars[self.next]
                 self.next += 1
             keys = [(n.get_content(metadata_mode=MetadataMode.NONE), self.splitter._get_metadata_str(n))
                     for n in self.nodes[start:self.next]]
             worker = min(ready, key=lambda w: w.load)
             self.sent[start] = (keys, worker.send(self.config, [k[0] for k in keys], [k[1] for k in keys]), chars)
+            if self.listener is not None:
+                self.listener(start, self.next, self.sent[start][1])
             self.group_of.update((i, start) for i in range(start, self.next))
             self.left[start] = self.next - start
             self.outstanding += chars
+
+    def _group_size(self, workers: int) -> int:
+        """Characters for the next request: GROUP_CHARS, or when the rest of the input fits in the
+        lookahead, a share of it that shrinks as it goes (guided scheduling: few round trips, and
+        the workers finish within one small request of each other)."""
+        unsent = self.through[-1] - (self.through[self.next - 1] if self.next else 0)
+        if self.outstanding + unsent > self.lookahead:
+            return GROUP_CHARS
+        return max(GROUP_CHARS // 2, unsent // (2 * workers))
+
+    @property
+    def all_sent(self) -> bool:
+        """Every input has gone to a worker (the whole input fit in the lookahead)."""
+        return self.next >= len(self.nodes)
 
     def splitter_for(self, nodes: Sequence[BaseNode]) -> Any:
         """The splitter to call on this batch: with the workers' splits of its texts."""

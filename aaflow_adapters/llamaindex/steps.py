@@ -3,7 +3,8 @@
 `TransformStep` calls any `TransformComponent` (node parsers, extractors, user components) on
 the nodes of one batch and checks that it returned nodes; `EmbedStep` embeds a window of nodes
 with the user's `BaseEmbedding`, in micro-batches sent through aaflow's `AsyncBatcher`
-(length-sorted, or the stock slices in parity mode) and returns the vectors as a zero-copy
+(length-sorted for local models; stock's slices in parity mode and for routed remote models,
+whose requests may have left early, embed_ahead.py) and returns the vectors as a zero-copy
 Arrow column next to the node handles.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from aaflow_core.dataplane import embedding_column, embedding_type
 from aaflow_core.operators import length_order
 
 from aaflow_adapters.errors import EmbeddingDimError, EmbeddingOutputError, StepOutputError, a_type, name_items
+from aaflow_adapters.llamaindex.embed_ahead import EmbedAhead
 from aaflow_adapters.llamaindex.nodes import DOC_ID, EMBEDDING, NodeTable
 from aaflow_adapters.llamaindex.remote_llm import with_routed_llm
 from aaflow_adapters.llamaindex.splitpool import Prefetch, presplit
@@ -114,12 +116,14 @@ class TransformStep(Step):
 
     def __init__(self, transform: TransformComponent, table: NodeTable, kwargs: dict[str, Any],
                  run_coro: RunCoro | None = None, *, index: int, name: str, label: str, failure: Failure,
-                 split_config: str | None = None, processes: int = 0, prefetch: Prefetch | None = None) -> None:
+                 split_config: str | None = None, processes: int = 0, prefetch: Prefetch | None = None,
+                 ahead: EmbedAhead | None = None) -> None:
         super().__init__(index, name, failure)
         self.transform = with_routed_llm(transform)  # an OpenAI/OpenAILike `llm`: through the remote client
         self.split_config = split_config  # a SentenceSplitter whose texts the split workers may split
         self.processes = processes
         self.prefetch = prefetch  # the stream's input, sent to the workers ahead of this step
+        self.ahead = ahead  # early embedding requests: nodes are built once they are all sent
         self.table = table
         self.kwargs = kwargs
         self.run_coro = run_coro
@@ -128,6 +132,8 @@ class TransformStep(Step):
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         nodes = self.table.pop(batch)
         transform = self.transform
+        if self.ahead is not None:
+            self.ahead.wait_sent()
         if self.prefetch is not None:
             transform = self.prefetch.splitter_for(nodes)
         elif self.split_config is not None:
@@ -148,8 +154,9 @@ class EmbedCaller:
     """
 
     def __init__(self, model: BaseEmbedding, *, batch_size: int, concurrency: int, run_coro: RunCoro,
-                 pool: Executor | None, kwargs: dict[str, Any]) -> None:
+                 pool: Executor | None, kwargs: dict[str, Any], ahead: EmbedAhead | None = None) -> None:
         self.model = model
+        self.ahead = ahead  # early requests (embed_ahead.py), used where their texts are the nodes' own
         self.policy = BatchPolicy(max_batch_size=batch_size, max_in_flight=concurrency)
         self.run_coro = run_coro
         self.pool = pool  # None: use the async API
@@ -158,6 +165,12 @@ class EmbedCaller:
     def embed(self, texts: Sequence[str], describe: Callable[[int], str]) -> list[list[float]]:
         async def call(rows: list[int]) -> list[list[float]]:
             chunk = [texts[i] for i in rows]
+            early = None if self.ahead is None else self.ahead.take(chunk)
+            if early is not None:
+                try:
+                    return await early
+                except Exception:  # sent again below: the step's own call names the nodes if it fails too
+                    pass
             if self.pool is None:
                 out = await self.model.aget_text_embedding_batch(chunk, **self.kwargs)
             else:
@@ -182,17 +195,17 @@ class EmbedCaller:
 class EmbedStep(Step):
     """Embeds one window: sets `node.embedding` (the model's own values) and adds the Arrow column."""
 
-    def __init__(self, caller: EmbedCaller, table: NodeTable, *, parity: bool, index: int, name: str,
+    def __init__(self, caller: EmbedCaller, table: NodeTable, *, in_order: bool, index: int, name: str,
                  failure: Failure) -> None:
         super().__init__(index, name, failure)
         self.caller = caller
         self.table = table
-        self.parity = parity
+        self.in_order = in_order  # micro-batches are consecutive slices (stock's), not length-sorted
 
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         nodes = self.table.pop(batch)
         texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
-        order = np.arange(len(texts)) if self.parity else length_order(pa.array(texts, pa.large_string()))
+        order = np.arange(len(texts)) if self.in_order else length_order(pa.array(texts, pa.large_string()))
         ordered = [texts[i] for i in order]
         vectors = self.caller.embed(ordered, lambda j: node_name(nodes[order[j]])) if texts else []
         for j, i in enumerate(order):
