@@ -7,7 +7,8 @@ others are called once on the whole list as stock calls them (locality.py, trans
 threads, never a pickling process pool), embeddings go in micro-batches with calls overlapped
 (length-sorted for local models; stock's own slices for routed remote ones, requested as the
 split workers answer, embed_ahead.py), and a `FaissVectorStore` receives whole Arrow embedding
-columns instead of one node at a time. Bad input raises stock's
+columns instead of one node at a time. While a run is on, the garbage collector runs at a relaxed
+pace (`aaflow_core.remote.relaxed_gc`, as LangChain's remote gate does). Bad input raises stock's
 exception type naming the item; a failed run writes neither docstore nor vector store and
 keeps the cache entries of the finished transformations (docs/reliability.md). Under `mpiexec`
 (`ranks="auto"`) each rank transforms its contiguous shard of the inputs and every rank gets
@@ -32,6 +33,7 @@ from llama_index.core.schema import BaseNode, Document
 
 from aaflow_core.concurrency import drive
 from aaflow_core.distributed import Comm
+from aaflow_core.remote import relaxed_gc
 
 from aaflow_adapters.errors import NotADocumentError, a_type
 from aaflow_adapters.llamaindex.cache import StepCache
@@ -186,7 +188,8 @@ class AAFlowIngestionPipeline(IngestionPipeline):
         core = self._core(documents, nodes, store_doc_text=store_doc_text, cache_collection=cache_collection,
                           num_workers=num_workers, show_progress=show_progress, kwargs=kwargs)
         comm = Comm.for_ranks(self.ranks)
-        out = run_on_ranks(core, SyncCalls(self), comm) if comm.size > 1 else drive(core.execute(SyncCalls(self)))
+        with relaxed_gc():  # the run's nodes all live to its end: young collections would free nothing
+            out = run_on_ranks(core, SyncCalls(self), comm) if comm.size > 1 else drive(core.execute(SyncCalls(self)))
         self._last_run = core.stats
         return out
 
@@ -202,6 +205,7 @@ class AAFlowIngestionPipeline(IngestionPipeline):
                                            store_doc_text, num_workers, **kwargs)
         core = self._core(documents, nodes, store_doc_text=store_doc_text, cache_collection=cache_collection,
                           num_workers=num_workers, show_progress=show_progress, kwargs=kwargs)
-        out = await core.execute(AsyncCalls(self))
+        with relaxed_gc():
+            out = await core.execute(AsyncCalls(self))
         self._last_run = core.stats
         return out

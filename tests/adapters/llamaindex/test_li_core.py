@@ -93,3 +93,23 @@ def test_drive_runs_a_coroutine_that_never_suspends_and_refuses_one_that_does() 
     assert drive(immediate()) == 7
     with pytest.raises(RuntimeError, match="suspended"):
         drive(suspends())
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_the_collector_is_relaxed_during_a_run_and_restored_after(use_async: bool) -> None:
+    import gc
+
+    from llama_index.core.schema import TransformComponent
+
+    seen: list[int] = []
+
+    class Look(TransformComponent):
+        def __call__(self, nodes, **kwargs):  # noqa: ANN001, ANN204 - TransformComponent's signature
+            seen.append(gc.get_threshold()[0])
+            return nodes
+
+    before = gc.get_threshold()
+    pipe = AAFlowIngestionPipeline(transformations=[SentenceSplitter(chunk_size=64, chunk_overlap=0), Look()])
+    out = asyncio.run(pipe.arun(documents=list(V1))) if use_async else pipe.run(documents=list(V1))
+    assert out and seen and all(t > before[0] for t in seen)
+    assert gc.get_threshold() == before
