@@ -13,9 +13,11 @@ share a request never depends on timing. When the whole input fits in the worker
 lookahead, the nodes are built while those requests are in flight (`wait_sent`).
 
 The embedding step then asks `take(texts)` for each of its micro-batches: a request whose
-texts are exactly the node texts is used; any other (a prediction that missed, a document
-the workers did not split) is sent by the step as before. A failed early request is sent
-again by the step, so its error names the nodes. Nothing here decides an output.
+texts are exactly the node texts is used, as if the step had sent it (its answer, or its
+error after the model's own retries, naming the nodes); any other (a prediction that missed,
+an input it cannot predict: nothing after that is guessed) is sent by the step as before.
+After a failure the early requests not taken are cancelled, as stock sends nothing after a
+failed call. Nothing here decides an output; an error while predicting only ends the guessing.
 """
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ def chunk_text(doc: BaseNode, include_metadata: bool) -> Callable[[str], str] | 
     probe = TextNode(text="", metadata=dict(doc.metadata) if include_metadata else {},
                      excluded_embed_metadata_keys=doc.excluded_embed_metadata_keys,
                      excluded_llm_metadata_keys=doc.excluded_llm_metadata_keys,
-                     metadata_template=doc.metadata_template, text_template=doc.text_template)
+                     metadata_separator=doc.metadata_separator, metadata_template=doc.metadata_template,
+                     text_template=doc.text_template)
     meta = probe.get_metadata_str(mode=MetadataMode.EMBED).strip()
     if not meta:
         return lambda chunk: chunk
@@ -51,8 +54,10 @@ def chunk_text(doc: BaseNode, include_metadata: bool) -> Callable[[str], str] | 
 class EmbedAhead:
     """Early requests for one run's chunks, keyed by their texts; see the module docstring.
 
-    Worker answers arrive on the split pool's reader threads; requests are started on the
-    remote client's loop, several per wake-up, as tasks the embedding step awaits on that loop.
+    Worker answers arrive on the split pool's reader threads and are kept until `arm` (the
+    engine arms it once the whole input went to the workers, so a run that cannot use it sends
+    nothing early). Requests are started on the remote client's loop, several per wake-up, as
+    tasks the embedding step awaits on that loop.
     """
 
     def __init__(self, model: BaseEmbedding, kwargs: dict[str, Any], docs: Sequence[BaseNode], *,
@@ -61,35 +66,59 @@ class EmbedAhead:
         self.docs, self.include_metadata, self.batch_size = docs, include_metadata, batch_size
         self.lock = threading.Lock()
         self.answers: dict[int, tuple[int, Future[pa.RecordBatch]]] = {}  # group start -> (stop, its answer)
+        self.armed = False
         self.position = 0  # the first document whose chunks are not queued yet
         self.queued: list[str] = []  # predicted texts not yet in a full micro-batch
         self.to_start: list[Texts] = []  # micro-batches to request at the loop's next turn
-        self.last_queued = False  # the final micro-batch is in `to_start`
+        self.start_pending = False  # a `_start` is scheduled on the loop
+        self.finished = False  # nothing more will be queued: the input's end, or guessing stopped
         # on the loop only: the requests not taken yet, per texts (a repeated micro-batch is sent
         # again, as stock sends it again)
         self.requests: dict[Texts, deque[asyncio.Task[list[list[float]]]]] = {}
-        self.closed = False
         self.sent = threading.Event()  # set once nothing more will be sent early
 
     def listen(self, start: int, stop: int, answer: Future[pa.RecordBatch]) -> None:
         """A split request for documents [start, stop) went to a worker (splitpool.Prefetch calls this)."""
-        answer.add_done_callback(lambda fut: self._answered(start, stop, fut))
+        answer.add_done_callback(lambda fut: self._guarded(self._answered, start, stop, fut))
+
+    def arm(self) -> None:
+        """Start guessing and sending: every input has gone to the workers."""
+        self._guarded(self._arm)
+
+    def _guarded(self, work: Callable[..., None], *args: Any) -> None:
+        """Run `work` under the lock; an error (a template stock will fail on, say) ends the guessing
+        here, and the step's own path meets it."""
+        try:
+            with self.lock:
+                work(*args)
+        except BaseException:
+            with self.lock:
+                self.finished = True
+                self.to_start = []
+            self.sent.set()
+
+    def _arm(self) -> None:
+        self.armed = True
+        self._advance()
 
     def _answered(self, start: int, stop: int, answer: Future[pa.RecordBatch]) -> None:
-        with self.lock:
-            if self.closed or self.last_queued:
-                return
+        if not self.finished:
             self.answers[start] = (stop, answer)
-            before = len(self.to_start)
-            while self.position in self.answers and not self.closed:
-                stop, fut = self.answers.pop(self.position)
-                self._queue(self.position, stop, fut)
-            if self.position >= len(self.docs) and not self.closed:
-                if self.queued:
-                    self.to_start.append(tuple(self.queued))
-                self.queued, self.last_queued = [], True
-            if (len(self.to_start) > before or self.last_queued) and before == 0:
-                self.loop.call_soon_threadsafe(self._start)
+            if self.armed:
+                self._advance()
+
+    def _advance(self) -> None:
+        """Queue the micro-batches of every answered document in order; schedule their start."""
+        while self.position in self.answers and not self.finished:
+            stop, fut = self.answers.pop(self.position)
+            self._queue(self.position, stop, fut)
+        if self.position >= len(self.docs) and not self.finished:
+            if self.queued:
+                self.to_start.append(tuple(self.queued))
+            self.queued, self.finished = [], True
+        if (self.to_start or self.finished) and not self.start_pending:
+            self.start_pending = True
+            self.loop.call_soon_threadsafe(self._start)
 
     def _queue(self, start: int, stop: int, fut: Future[pa.RecordBatch]) -> None:
         """Predict the texts of documents [start, stop) and queue every micro-batch they complete."""
@@ -108,20 +137,19 @@ class EmbedAhead:
         return None
 
     def _stop(self) -> None:
-        """Nothing after this point is predicted; what is queued still goes."""
-        self.queued, self.closed = [], True
-        self.loop.call_soon_threadsafe(self.sent.set)
+        """Nothing after this point is predicted; the full micro-batches queued still go."""
+        self.queued, self.finished = [], True
 
     def _start(self) -> None:
-        """On the loop: start the queued requests; `sent` is set after the last one's first step,
-        which writes it (unless it must connect first), so the node builders do not hold it back."""
+        """On the loop: start the queued requests; once finished, `sent` is set after the last one's
+        first step (which writes it unless it must connect first), so the node builders do not hold it back."""
         with self.lock:
-            starting, self.to_start = self.to_start, []
-            final = self.last_queued
+            starting, self.to_start, self.start_pending = self.to_start, [], False
+            finished = self.finished
         for texts in starting:
             task = self.loop.create_task(self.model.aget_text_embedding_batch(list(texts), **self.kwargs))
             self.requests.setdefault(texts, deque()).append(task)
-        if final:
+        if finished:
             self.loop.call_soon(self.sent.set)
 
     def take(self, texts: Sequence[str]) -> asyncio.Task[list[list[float]]] | None:
@@ -134,18 +162,24 @@ class EmbedAhead:
         """Block until every early request has been sent (the workers have answered the whole input)."""
         self.sent.wait()
 
+    def abandon(self) -> None:
+        """On the loop, after a failed call: no more early requests, those not taken are cancelled."""
+        with self.lock:
+            self.finished, self.to_start = True, []
+        self.sent.set()
+        self._cancel_unused()
+
     def close(self) -> None:
         """Stop sending, and cancel the early requests no step took (on the loop, where they run)."""
         with self.lock:
-            self.closed = True
+            self.finished, self.to_start = True, []
         self.sent.set()
-
-        def cancel_unused() -> None:
-            for task in (t for waiting in self.requests.values() for t in waiting):
-                if task.done() and not task.cancelled():
-                    task.exception()  # retrieved: an unused request's failure is nobody's error
-                task.cancel()
-            self.requests.clear()
-
         if not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(cancel_unused)
+            self.loop.call_soon_threadsafe(self._cancel_unused)
+
+    def _cancel_unused(self) -> None:
+        for task in (t for waiting in self.requests.values() for t in waiting):
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: an unused request's failure is nobody's error
+            task.cancel()
+        self.requests.clear()

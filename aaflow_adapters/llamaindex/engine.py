@@ -120,8 +120,10 @@ def stream(
         records[0].key = first_key
     failure = Failure(drain=record_cache)
     stages: list[tuple[Any, str, int | None, int]] = []  # (step, name, batch rows, workers)
+    processes = worker_count() if opts.split_processes is None else opts.split_processes
+    configs = [splitter_config(t) if processes and isinstance(t, SentenceSplitter) else None for t in transforms]
     with ExitStack() as stack:
-        early = _embed_ahead(nodes, transforms, opts, kwargs, stack)
+        early = _embed_ahead(nodes, transforms, configs, opts, kwargs, stack)
         for i, transform in enumerate(transforms):
             if i > 0 and records:
                 stages.append((CacheTap(table, records[i - 1], records[i]), f"cache-{i}", None, 1))
@@ -133,14 +135,16 @@ def stream(
                                          failure=failure), name, window, workers))
             else:
                 label = f"transformations[{offset + i}] ({type(transform).__name__})"
-                processes = worker_count() if opts.split_processes is None else opts.split_processes
-                config = splitter_config(transform) if processes and isinstance(transform, SentenceSplitter) else None
+                config = configs[i]
                 prefetch = None if config is None or i > 0 else Prefetch(
                     transform, config, processes, nodes, LOOKAHEAD_BATCHES * opts.batch_chars,
                     listener=None if early is None else early.listen)
-                if early is not None and i == 0 and (prefetch is None or not prefetch.all_sent):
-                    early.close()  # the workers did not take the whole input at once: embed as the nodes come
-                    early = None
+                if early is not None and i == 0:
+                    if prefetch is not None and prefetch.all_sent:
+                        early.arm()
+                    else:  # the workers did not take the whole input at once: embed as the nodes come
+                        early.close()
+                        early = None
                 stages.append((TransformStep(transform, table, kwargs, run_coro, index=i, name=name, label=label,
                                              failure=failure, split_config=config, processes=processes,
                                              prefetch=prefetch, ahead=early if i == 0 else None), name, None,
@@ -162,15 +166,14 @@ def stream(
     return StreamResult(segments, records, busy, failure.outcome())
 
 
-def _embed_ahead(nodes: Sequence[BaseNode], transforms: Sequence[TransformComponent], opts: EngineOptions,
-                 kwargs: dict[str, Any], stack: ExitStack) -> EmbedAhead | None:
-    """Early embedding requests (embed_ahead.py) where a split-worker SentenceSplitter feeds a routed model."""
-    if len(transforms) < 2 or type(transforms[0]) is not SentenceSplitter or not is_embedding(transforms[1]):
-        return None
-    if opts.checkpoint is not None or (worker_count() if opts.split_processes is None else opts.split_processes) == 0:
+def _embed_ahead(nodes: Sequence[BaseNode], transforms: Sequence[TransformComponent], configs: Sequence[str | None],
+                 opts: EngineOptions, kwargs: dict[str, Any], stack: ExitStack) -> EmbedAhead | None:
+    """Early embedding requests (embed_ahead.py) where a split-worker SentenceSplitter feeds a routed model;
+    armed only once the whole input has gone to the workers."""
+    if len(transforms) < 2 or configs[0] is None or not is_embedding(transforms[1]) or opts.checkpoint is not None:
         return None
     model = transforms[1]
-    if is_local(model) or splitter_config(transforms[0]) is None:
+    if is_local(model):
         return None
     target, size, _, _ = embed_settings(model, opts)
     lean = routed(target, opts.embed_concurrency)

@@ -5,11 +5,11 @@ keys and vector-store contents; what changes is how the work is scheduled: docum
 transformations stream through aaflow's executor in batches cut at document boundaries, the
 others are called once on the whole list as stock calls them (locality.py, transform.py;
 threads, never a pickling process pool), embeddings go in micro-batches with calls overlapped
-(length-sorted for local models; stock's own slices for routed remote ones, requested as the
-split workers answer, embed_ahead.py), and a `FaissVectorStore` receives whole Arrow embedding
-columns instead of one node at a time. While a run is on, the garbage collector runs at a relaxed
-pace (`aaflow_core.remote.relaxed_gc`, as LangChain's remote gate does). Bad input raises stock's
-exception type naming the item; a failed run writes neither docstore nor vector store and
+(length-sorted, but consecutive slices for models routed through aaflow's remote client, which
+after a split-worker SentenceSplitter are requested before the nodes are built, embed_ahead.py),
+and a `FaissVectorStore` receives whole Arrow embedding columns instead of one node at a time.
+While a run is on, the garbage collector runs at a relaxed pace (`aaflow_core.remote.relaxed_gc`,
+as LangChain's remote gate does). Bad input raises stock's exception type naming the item; a failed run writes neither docstore nor vector store and
 keeps the cache entries of the finished transformations (docs/reliability.md). Under `mpiexec`
 (`ranks="auto"`) each rank transforms its contiguous shard of the inputs and every rank gets
 all output nodes (see `mpi.py` and docs/distributed.md). The run itself is written once, in

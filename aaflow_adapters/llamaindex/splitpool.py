@@ -255,16 +255,18 @@ def presplit(splitter: Any, config: str, nodes: Sequence[BaseNode], processes: i
 class Prefetch:
     """The stream's input sent to the workers ahead of the splitter stage, at most `lookahead` characters.
 
-    Workers never wait for a batch boundary: requests of about GROUP_CHARS (bigger ones, then
-    smaller, when the rest of the input fits in the lookahead) go out in input order as soon as
-    the run starts, so the splitter stage mostly finds its batch split.
+    Workers never wait for a batch boundary: requests of about GROUP_CHARS (with a listener,
+    bigger ones then smaller when the rest of the input fits in the lookahead) go out in input
+    order as soon as the run starts, so the splitter stage mostly finds its batch split.
     """
 
     def __init__(self, splitter: Any, config: str, processes: int, nodes: Sequence[BaseNode],
                  lookahead: int, listener: Callable[[int, int, Future[pa.RecordBatch]], None] | None = None) -> None:
         self.pool, self.splitter, self.config, self.processes = shared_pool(processes), splitter, config, processes
         self.nodes, self.lookahead = nodes, lookahead
-        self.listener = listener  # told of each request sent: (first input, end, its answer)
+        # told of each request sent: (first input, end, its answer); requests are then sized for
+        # the last answer (guided), not for the first batch's
+        self.listener = listener
         self.position = {id(n): i for i, n in enumerate(nodes)}
         self.chars = [len(n.get_content(metadata_mode=MetadataMode.NONE)) for n in nodes]
         self.through = list(accumulate(self.chars))  # characters of inputs [0, i]
@@ -297,11 +299,12 @@ class Prefetch:
             self.outstanding += chars
 
     def _group_size(self, workers: int) -> int:
-        """Characters for the next request: GROUP_CHARS, or when the rest of the input fits in the
-        lookahead, a share of it that shrinks as it goes (guided scheduling: few round trips, and
-        the workers finish within one small request of each other)."""
+        """Characters for the next request: GROUP_CHARS, or when early embedding requests wait on the
+        last answer and the rest of the input fits in the lookahead, a share of it that shrinks as it
+        goes (guided scheduling: few round trips, and the workers finish within one small request of
+        each other)."""
         unsent = self.through[-1] - (self.through[self.next - 1] if self.next else 0)
-        if self.outstanding + unsent > self.lookahead:
+        if self.listener is None or self.outstanding + unsent > self.lookahead:
             return GROUP_CHARS
         return max(GROUP_CHARS // 2, unsent // (2 * workers))
 

@@ -166,12 +166,13 @@ class EmbedCaller:
         async def call(rows: list[int]) -> list[list[float]]:
             chunk = [texts[i] for i in rows]
             early = None if self.ahead is None else self.ahead.take(chunk)
-            if early is not None:
+            if early is not None:  # this very call, sent before the nodes were built
                 try:
-                    return await early
-                except Exception:  # sent again below: the step's own call names the nodes if it fails too
-                    pass
-            if self.pool is None:
+                    out = await early
+                except Exception:
+                    self.ahead.abandon()  # type: ignore[union-attr]  # stock sends nothing after a failed call
+                    raise
+            elif self.pool is None:
                 out = await self.model.aget_text_embedding_batch(chunk, **self.kwargs)
             else:
                 sync = partial(self.model.get_text_embedding_batch, chunk, **self.kwargs)

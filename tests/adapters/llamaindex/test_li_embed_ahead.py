@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 
 import openai
 import pytest
@@ -59,7 +60,8 @@ def steps(url: str, callbacks: CallbackManager | None = None, **splitter) -> lis
 
 
 def run(cls: type, url: str, docs: list, mode: str, callbacks: CallbackManager | None = None, **splitter) -> list:
-    pipe = cls(transformations=steps(url, callbacks, **splitter))
+    extra = {"split_processes": 2} if cls is AAFlowIngestionPipeline else {}
+    pipe = cls(transformations=steps(url, callbacks, **splitter), **extra)
     return asyncio.run(pipe.arun(documents=docs)) if mode == "arun" else pipe.run(documents=docs)
 
 
@@ -83,34 +85,61 @@ def test_requests_leave_before_the_nodes_are_built_and_are_stocks(mode: str, inc
     assert [n.embedding for n in ours] == [n.embedding for n in stock]
     assert stocks_requests == sorted(slices(stock))
     assert sorted(backend.requests) == stocks_requests  # the same requests: no guess missed, none repeated
-    kinds = [e.event_type for e in handler.get_events() if e.event_type in (CBEventType.EMBEDDING,
-                                                                            CBEventType.NODE_PARSING)]
-    first_parse = kinds.index(CBEventType.NODE_PARSING)
-    assert kinds[:first_parse].count(CBEventType.EMBEDDING) >= len(stocks_requests)  # all sent before any node
+    started: list[CBEventType] = []  # each event's type, in the order the events started
+    seen: set[str] = set()
+    for event in handler.get_events():
+        if event.id_ not in seen:
+            seen.add(event.id_)
+            started.append(event.event_type)
+    first_parse = started.index(CBEventType.NODE_PARSING)
+    assert started[:first_parse].count(CBEventType.EMBEDDING) == len(stocks_requests)  # all sent before any node
     assert handler.get_event_pairs(CBEventType.CHUNKING) and len(handler.get_event_pairs(CBEventType.CHUNKING)) == len(DOCS)
 
 
-def test_a_missed_guess_is_embedded_by_the_step_and_the_unused_request_is_dropped(monkeypatch, recwarn):
+def test_a_missed_guess_is_embedded_by_the_step_and_the_unused_request_is_dropped(monkeypatch, caplog):
     real = embed_ahead.chunk_text
     monkeypatch.setattr(embed_ahead, "chunk_text", lambda doc, meta: (lambda c, f=real(doc, meta): f(c) + " (wrong)"))
-    server, backend = serve()
-    with server:
+    with serve()[0] as server:
         stock = run(IngestionPipeline, server.base_url, list(DOCS), "run")
-        backend.requests = []
+    guesses = len(slices(stock))  # every guessed micro-batch misses, and its request fails
+    server, backend = serve(FailFirst(guesses, status=500, path_suffix="/embeddings"))
+    with server, caplog.at_level(logging.ERROR, logger="asyncio"):
         ours = run(AAFlowIngestionPipeline, server.base_url, list(DOCS), "run")
+        gc.collect()
     assert_same_nodes(stock, ours, exact=True)
     assert [n.embedding for n in ours] == [n.embedding for n in stock]
-    assert set(slices(stock)) <= set(backend.requests)  # the step sent every real micro-batch itself
-    gc.collect()
-    assert not [w for w in recwarn if "never retrieved" in str(w.message)]
+    assert len(backend.requests) == guesses  # the server answered only the step's own requests
+    assert sorted(backend.requests) == sorted(slices(stock))
+    assert "never retrieved" not in caplog.text
+
+
+def test_a_custom_metadata_separator_is_guessed_right():
+    docs = [Document(text=d.text, doc_id=d.doc_id, metadata={**d.metadata, "kind": "note"},
+                     metadata_separator=" | ") for d in DOCS]
+    server, backend = serve()
+    with server:
+        stock = run(IngestionPipeline, server.base_url, docs, "run")
+        stocks_requests, backend.requests = sorted(backend.requests), []
+        ours = run(AAFlowIngestionPipeline, server.base_url, docs, "run")
+    assert_same_nodes(stock, ours, exact=True)
+    assert " | " in stock[0].get_content(metadata_mode="embed")
+    assert sorted(backend.requests) == stocks_requests
 
 
 class Page(Document):
     """A Document subclass: what the splitter builds from it is not predicted."""
 
 
-def test_an_input_it_cannot_predict_ends_the_early_requests_there():
+def test_an_input_it_cannot_predict_ends_the_early_requests_there(monkeypatch):
     docs = list(DOCS[:3]) + [Page(text=DOCS[3].text, doc_id="page")] + list(DOCS[4:])
+    early: list[tuple[str, ...]] = []
+    original = embed_ahead.EmbedAhead._start
+
+    def start(self: embed_ahead.EmbedAhead) -> None:
+        early.extend(self.to_start)
+        original(self)
+
+    monkeypatch.setattr(embed_ahead.EmbedAhead, "_start", start)
     server, backend = serve()
     with server:
         stock = run(IngestionPipeline, server.base_url, docs, "run")
@@ -118,15 +147,38 @@ def test_an_input_it_cannot_predict_ends_the_early_requests_there():
         ours = run(AAFlowIngestionPipeline, server.base_url, docs, "run")
     assert_same_nodes(stock, ours, exact=True)
     assert sorted(backend.requests) == stocks_requests
+    before_page = sum(1 for n in stock if n.ref_doc_id in {"a0", "a1", "a2"})
+    assert len(early) == before_page // 4  # the full micro-batches before it went early, the step sent the rest
 
 
-def test_a_failed_early_request_is_sent_again_by_the_step():
-    server, backend = serve(FailFirst(2, status=500, path_suffix="/embeddings"))
-    with server:
-        ours = run(AAFlowIngestionPipeline, server.base_url, list(DOCS), "run")  # max_retries=0: no retry of its own
-        stock = run(IngestionPipeline, server.base_url, list(DOCS), "run")
-    assert_same_nodes(stock, ours, exact=True)
-    assert [n.embedding for n in ours] == [n.embedding for n in stock]
+@pytest.mark.parametrize("mode", ["run", "arun"])
+def test_a_failed_early_request_fails_as_stocks_call_does(mode: str):
+    errors = {}
+    for cls in (IngestionPipeline, AAFlowIngestionPipeline):  # each on a server that fails its first 2 requests
+        server, _ = serve(FailFirst(2, status=500, path_suffix="/embeddings"))
+        with server, pytest.raises(openai.InternalServerError) as caught:
+            run(cls, server.base_url, list(DOCS), mode)  # max_retries=0: no retry
+        errors[cls] = caught.value
+    assert any("node a" in note for note in errors[AAFlowIngestionPipeline].__notes__)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("doc", [
+    Document(text="A text. " * 40, doc_id="t", text_template="{metadata_str}\n\n{content}{missing}",
+             metadata={"k": "v"}),
+    Document(text="A text. " * 40, doc_id="k", metadata={"k": "v"}),
+], ids=["bad template", "non-string key"])
+def test_an_input_stock_fails_on_fails_the_same_way_without_hanging(doc: Document):
+    doc = doc.model_copy(deep=True)
+    if doc.doc_id == "k":
+        doc.metadata[7] = "seven"  # after construction, as a user's loader might
+    with serve()[0] as server:
+        with pytest.raises(Exception) as stock:
+            IngestionPipeline(transformations=steps(server.base_url), disable_cache=True).run(documents=[doc])
+        with pytest.raises(Exception) as ours:
+            AAFlowIngestionPipeline(transformations=steps(server.base_url), disable_cache=True,
+                                    split_processes=2).run(documents=[doc])
+    assert isinstance(ours.value, type(stock.value))
 
 
 def test_a_refused_early_request_raises_stocks_error_naming_the_node():
