@@ -65,6 +65,17 @@ def run(cls: type, url: str, docs: list, mode: str, callbacks: CallbackManager |
     return asyncio.run(pipe.arun(documents=docs)) if mode == "arun" else pipe.run(documents=docs)
 
 
+def side_by_side(docs: list, mode: str = "run", callbacks: CallbackManager | None = None,
+                 **splitter) -> tuple[list, list, list[tuple[str, ...]], list[tuple[str, ...]]]:
+    """(stock's nodes, ours, the requests the server got from stock, those it got from us), on one server."""
+    server, backend = serve()
+    with server:
+        stock = run(IngestionPipeline, server.base_url, docs, mode, **splitter)
+        stocks_requests, backend.requests = sorted(backend.requests), []
+        ours = run(AAFlowIngestionPipeline, server.base_url, docs, mode, callbacks, **splitter)
+    return stock, ours, stocks_requests, sorted(backend.requests)
+
+
 def slices(nodes: list, size: int = 4) -> list[tuple[str, ...]]:
     """Stock's requests for these nodes: consecutive `size` slices of their embedding texts."""
     texts = [n.get_content(metadata_mode="embed").replace("\n", " ") for n in nodes]
@@ -74,17 +85,13 @@ def slices(nodes: list, size: int = 4) -> list[tuple[str, ...]]:
 @pytest.mark.parametrize("mode", ["run", "arun"])
 @pytest.mark.parametrize("include_metadata", [True, False])
 def test_requests_leave_before_the_nodes_are_built_and_are_stocks(mode: str, include_metadata: bool):
-    server, backend = serve()
-    with server:
-        stock = run(IngestionPipeline, server.base_url, list(DOCS), mode, include_metadata=include_metadata)
-        stocks_requests, backend.requests = sorted(backend.requests), []
-        handler = LlamaDebugHandler()
-        ours = run(AAFlowIngestionPipeline, server.base_url, list(DOCS), mode, CallbackManager([handler]),
-                   include_metadata=include_metadata)
+    handler = LlamaDebugHandler()
+    stock, ours, stocks_requests, our_requests = side_by_side(list(DOCS), mode, CallbackManager([handler]),
+                                                              include_metadata=include_metadata)
     assert_same_nodes(stock, ours, exact=True)
     assert [n.embedding for n in ours] == [n.embedding for n in stock]
     assert stocks_requests == sorted(slices(stock))
-    assert sorted(backend.requests) == stocks_requests  # the same requests: no guess missed, none repeated
+    assert our_requests == stocks_requests  # the same requests: no guess missed, none repeated
     started: list[CBEventType] = []  # each event's type, in the order the events started
     seen: set[str] = set()
     for event in handler.get_events():
@@ -116,14 +123,10 @@ def test_a_missed_guess_is_embedded_by_the_step_and_the_unused_request_is_droppe
 def test_a_custom_metadata_separator_is_guessed_right():
     docs = [Document(text=d.text, doc_id=d.doc_id, metadata={**d.metadata, "kind": "note"},
                      metadata_separator=" | ") for d in DOCS]
-    server, backend = serve()
-    with server:
-        stock = run(IngestionPipeline, server.base_url, docs, "run")
-        stocks_requests, backend.requests = sorted(backend.requests), []
-        ours = run(AAFlowIngestionPipeline, server.base_url, docs, "run")
+    stock, ours, stocks_requests, our_requests = side_by_side(docs)
     assert_same_nodes(stock, ours, exact=True)
     assert " | " in stock[0].get_content(metadata_mode="embed")
-    assert sorted(backend.requests) == stocks_requests
+    assert our_requests == stocks_requests
 
 
 class Page(Document):
@@ -140,13 +143,9 @@ def test_an_input_it_cannot_predict_ends_the_early_requests_there(monkeypatch):
         original(self)
 
     monkeypatch.setattr(embed_ahead.EmbedAhead, "_start", start)
-    server, backend = serve()
-    with server:
-        stock = run(IngestionPipeline, server.base_url, docs, "run")
-        stocks_requests, backend.requests = sorted(backend.requests), []
-        ours = run(AAFlowIngestionPipeline, server.base_url, docs, "run")
+    stock, ours, stocks_requests, our_requests = side_by_side(docs)
     assert_same_nodes(stock, ours, exact=True)
-    assert sorted(backend.requests) == stocks_requests
+    assert our_requests == stocks_requests
     before_page = sum(1 for n in stock if n.ref_doc_id in {"a0", "a1", "a2"})
     assert len(early) == before_page // 4  # the full micro-batches before it went early, the step sent the rest
 
