@@ -24,7 +24,8 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise SystemExit(f"unknown case(s) {unknown}; choose from {', '.join(CASES)}")
     cfg = Config.preset(args.quick, repeats=args.repeats, ingest_mb=args.corpus_mb, questions=args.questions,
-                        local_llm=args.local_llm)
+                        local_llm=args.local_llm, chain_questions=args.chain_questions,
+                        chain_questions_large=None if args.chain_questions is None else 0)
     env = prepare_env()
     out = args.out or RESULTS / ("suite-quick.json" if args.quick else "suite.json")
     report: dict[str, Any] = {"machine": machine(), "env": env, "config": asdict(cfg), "cases": {}, "case_wall_s": {}}
@@ -68,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--repeats", type=int, default=None)
     r.add_argument("--corpus-mb", type=float, default=None, help="case 1 and 4 corpus size")
     r.add_argument("--questions", type=int, default=None, help="case 3 questions (EchoChat endpoint)")
+    r.add_argument("--chain-questions", type=int, default=None,
+                   help="case 'chain' once, at N questions with stock defaults among the sides (default: 200 "
+                        "with them, then 1000 without; stock defaults take ~N x 0.3 s / 6 threads)")
     r.add_argument("--local-llm", action=argparse.BooleanOptionalAction, default=None,
                    help="case 3 also with the real SmolLM2 behind the endpoint (default: on, off with --quick)")
     r.add_argument("--out", type=Path, default=None, help="results JSON (default benchmarks/results/suite[-quick].json)")

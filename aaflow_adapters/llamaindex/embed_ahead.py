@@ -141,8 +141,9 @@ class EmbedAhead:
         self.queued, self.finished = [], True
 
     def _start(self) -> None:
-        """On the loop: start the queued requests; once finished, `sent` is set after the last one's
-        first step (which writes it unless it must connect first), so the node builders do not hold it back."""
+        """On the loop: start the queued requests. Once finished, `sent` is set two turns later: after
+        the requests' first steps and those of the tasks they gather (which write the request unless
+        a connection must be opened first), so the node builders do not hold the last one back."""
         with self.lock:
             starting, self.to_start, self.start_pending = self.to_start, [], False
             finished = self.finished
@@ -150,7 +151,7 @@ class EmbedAhead:
             task = self.loop.create_task(self.model.aget_text_embedding_batch(list(texts), **self.kwargs))
             self.requests.setdefault(texts, deque()).append(task)
         if finished:
-            self.loop.call_soon(self.sent.set)
+            self.loop.call_soon(self.loop.call_soon, self.sent.set)
 
     def take(self, texts: Sequence[str]) -> asyncio.Task[list[list[float]]] | None:
         """On the loop: the first early request for exactly these texts not taken yet, if any."""

@@ -29,6 +29,7 @@ from aaflow_core.remote import Limiter, Limits, shared_client
 from aaflow_adapters.llamaindex.cache import CacheTap, StepRecord
 from aaflow_adapters.llamaindex.checkpoint import EmbeddingCheckpoint, checkpointed
 from aaflow_adapters.llamaindex.embed_ahead import EmbedAhead
+from aaflow_adapters.llamaindex.embeddings import AAFlowEmbedding
 from aaflow_adapters.llamaindex.locality import is_embedding
 from aaflow_adapters.llamaindex.nodes import EMBEDDING, NodeTable, source_batches
 from aaflow_adapters.llamaindex.remote import endpoint_of, routed
@@ -86,8 +87,9 @@ class StreamResult:
 
 
 def is_local(model: BaseEmbedding) -> bool:
-    """In-process models (HuggingFace, FastEmbed, ...) keep their network in `_model`; remote ones do not."""
-    return getattr(model, "_model", None) is not None
+    """In-process models: aaflow's own, and those keeping their network in `_model` (HuggingFace,
+    FastEmbed, ...); one call at a time already uses every core. Remote ones have neither."""
+    return isinstance(model, AAFlowEmbedding) or getattr(model, "_model", None) is not None
 
 
 def embed_settings(model: BaseEmbedding, opts: EngineOptions) -> tuple[BaseEmbedding, int, int, int]:

@@ -10,6 +10,7 @@ batch alone, so its bits depend only on the batch.
 """
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -81,21 +82,25 @@ class OpenVinoEmbedder:
             config["INFERENCE_NUM_THREADS"] = threads
         self.compiled = ov.Core().compile_model(str(self.model_file), "CPU", config)
         self.requests = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        # one encode at a time: each already keeps every stream busy, and two threads feeding
+        # infer queues of one compiled model at once were seen to hang in `start_async`
+        self._lock = threading.Lock()
 
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         """Encode texts longest first, `batch_size` per request, one request per stream at once; rows in input order."""
         import openvino as ov
 
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        queue = ov.AsyncInferQueue(self.compiled, self.requests)
 
         def done(request: Any, rows: np.ndarray) -> None:
             out[rows] = request.get_output_tensor(0).data
 
-        queue.set_callback(done)
-        for rows, feeds in sorted_batches(texts, batch_size, self.tokenizer, self.max_length, self.input_names):
-            queue.start_async(feeds, rows)
-        queue.wait_all()
+        with self._lock:
+            queue = ov.AsyncInferQueue(self.compiled, self.requests)
+            queue.set_callback(done)
+            for rows, feeds in sorted_batches(texts, batch_size, self.tokenizer, self.max_length, self.input_names):
+                queue.start_async(feeds, rows)
+            queue.wait_all()
         return out
 
     def token_lengths(self, texts: list[str]) -> np.ndarray:

@@ -131,3 +131,15 @@ def test_auto_measures_once_per_machine_and_ingest_records_the_choice(small_corp
     assert manifest["embed_mode"]["label"] == label and manifest["embed_mode"]["auto"] == choice.to_dict()
     chosen = shared_embedder(None, 2, choice.precision, choice.backend)
     assert TOLERANCES[label].admits(compare(fp32, chosen.encode(texts)))
+
+
+@pytest.mark.timeout(120)
+def test_openvino_encodes_from_several_threads_at_once(texts: list[str], fp32: np.ndarray) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = shared_embedder(None, 2, "fp32", "openvino")
+    alone = model.encode(texts, 8)
+    with ThreadPoolExecutor(4) as pool:  # callers on threads (a stage pool, a user's) share one compiled model
+        together = list(pool.map(lambda _: model.encode(texts, 8), range(12)))
+    assert all(np.array_equal(m, alone) for m in together)
+    assert np.abs(alone - fp32).max() <= TOLERANCES["openvino-fp32"].max_abs
