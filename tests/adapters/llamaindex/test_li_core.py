@@ -101,6 +101,8 @@ def test_the_collector_is_relaxed_during_a_run_and_restored_after(use_async: boo
 
     from llama_index.core.schema import TransformComponent
 
+    from aaflow_core.remote.gcpolicy import RELAXED_GEN0
+
     seen: list[int] = []
 
     class Look(TransformComponent):
@@ -111,5 +113,5 @@ def test_the_collector_is_relaxed_during_a_run_and_restored_after(use_async: boo
     before = gc.get_threshold()
     pipe = AAFlowIngestionPipeline(transformations=[SentenceSplitter(chunk_size=64, chunk_overlap=0), Look()])
     out = asyncio.run(pipe.arun(documents=list(V1))) if use_async else pipe.run(documents=list(V1))
-    assert out and seen and all(t > before[0] for t in seen)
+    assert out and seen and min(seen) >= RELAXED_GEN0
     assert gc.get_threshold() == before
