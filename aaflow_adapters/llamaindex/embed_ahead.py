@@ -28,9 +28,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-import pyarrow as pa
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.schema import BaseNode, Document, MetadataMode, TextNode
+
+from aaflow_adapters.llamaindex.splitpool import Answer
 
 Texts = tuple[str, ...]
 
@@ -65,7 +66,7 @@ class EmbedAhead:
         self.model, self.kwargs, self.loop = model, kwargs, loop
         self.docs, self.include_metadata, self.batch_size = docs, include_metadata, batch_size
         self.lock = threading.Lock()
-        self.answers: dict[int, tuple[int, Future[pa.RecordBatch]]] = {}  # group start -> (stop, its answer)
+        self.answers: dict[int, tuple[int, Future[Answer]]] = {}  # group start -> (stop, its answer)
         self.armed = False
         self.position = 0  # the first document whose chunks are not queued yet
         self.queued: list[str] = []  # predicted texts not yet in a full micro-batch
@@ -77,7 +78,7 @@ class EmbedAhead:
         self.requests: dict[Texts, deque[asyncio.Task[list[list[float]]]]] = {}
         self.sent = threading.Event()  # set once nothing more will be sent early
 
-    def listen(self, start: int, stop: int, answer: Future[pa.RecordBatch]) -> None:
+    def listen(self, start: int, stop: int, answer: Future[Answer]) -> None:
         """A split request for documents [start, stop) went to a worker (splitpool.Prefetch calls this)."""
         answer.add_done_callback(lambda fut: self._guarded(self._answered, start, stop, fut))
 
@@ -92,16 +93,19 @@ class EmbedAhead:
             with self.lock:
                 work(*args)
         except BaseException:
-            with self.lock:
-                self.finished = True
-                self.to_start = []
-            self.sent.set()
+            self._finish()
+
+    def _finish(self) -> None:
+        """Nothing more is sent early; whoever waits on `sent` goes on."""
+        with self.lock:
+            self.finished, self.to_start = True, []
+        self.sent.set()
 
     def _arm(self) -> None:
         self.armed = True
         self._advance()
 
-    def _answered(self, start: int, stop: int, answer: Future[pa.RecordBatch]) -> None:
+    def _answered(self, start: int, stop: int, answer: Future[Answer]) -> None:
         if not self.finished:
             self.answers[start] = (stop, answer)
             if self.armed:
@@ -120,15 +124,15 @@ class EmbedAhead:
             self.start_pending = True
             self.loop.call_soon_threadsafe(self._start)
 
-    def _queue(self, start: int, stop: int, fut: Future[pa.RecordBatch]) -> None:
+    def _queue(self, start: int, stop: int, fut: Future[Answer]) -> None:
         """Predict the texts of documents [start, stop) and queue every micro-batch they complete."""
-        batch = None if fut.cancelled() or fut.exception() is not None else fut.result()
-        if batch is None:
+        answer = None if fut.cancelled() or fut.exception() is not None else fut.result()
+        if answer is None:
             return self._stop()
-        for doc, splits, error in zip(self.docs[start:stop], batch.column(0).to_pylist(), batch.column(1).to_pylist()):
+        for doc, (splits, error) in zip(self.docs[start:stop], answer):
             text_of = chunk_text(doc, self.include_metadata)
-            if error is not None or text_of is None:  # stock's path handles this one: nothing after it is known
-                return self._stop()
+            if splits is None or error is not None or text_of is None:  # stock's path handles this one:
+                return self._stop()  # nothing after it is known
             self.queued.extend(text_of(s) for s in splits)
             while len(self.queued) >= self.batch_size:
                 self.to_start.append(tuple(self.queued[:self.batch_size]))
@@ -155,7 +159,6 @@ class EmbedAhead:
 
     def take(self, texts: Sequence[str]) -> asyncio.Task[list[list[float]]] | None:
         """On the loop: the first early request for exactly these texts not taken yet, if any."""
-        self._start()
         waiting = self.requests.get(tuple(texts))
         return waiting.popleft() if waiting else None
 
@@ -165,16 +168,12 @@ class EmbedAhead:
 
     def abandon(self) -> None:
         """On the loop, after a failed call: no more early requests, those not taken are cancelled."""
-        with self.lock:
-            self.finished, self.to_start = True, []
-        self.sent.set()
+        self._finish()
         self._cancel_unused()
 
     def close(self) -> None:
         """Stop sending, and cancel the early requests no step took (on the loop, where they run)."""
-        with self.lock:
-            self.finished, self.to_start = True, []
-        self.sent.set()
+        self._finish()
         if not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self._cancel_unused)
 

@@ -191,7 +191,10 @@ def _embed_caller(model: BaseEmbedding, opts: EngineOptions, kwargs: dict[str, A
                   stack: ExitStack, early: EmbedAhead | None) -> tuple[EmbedCaller, int, int, bool]:
     """(caller, window rows, windows in flight, routed to the remote client) for one embedding step."""
     target, size, concurrency, window = embed_settings(model, opts)
-    lean = None if is_local(model) else routed(target, opts.embed_concurrency)
+    if early is not None:  # the early requests' routed copy: one model for both
+        lean = early.model
+    else:
+        lean = None if is_local(model) else routed(target, opts.embed_concurrency)
     store = None if opts.checkpoint is None else stack.enter_context(EmbeddingCheckpoint(opts.checkpoint, target))
     if lean is not None:  # sync run and arun alike: on the remote client's loop, under its limiter
         window = size if opts.parity else size * REQUESTS_PER_WINDOW

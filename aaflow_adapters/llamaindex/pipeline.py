@@ -9,8 +9,9 @@ threads, never a pickling process pool), embeddings go in micro-batches with cal
 after a split-worker SentenceSplitter are requested before the nodes are built, embed_ahead.py),
 and a `FaissVectorStore` receives whole Arrow embedding columns instead of one node at a time.
 While a run is on, the garbage collector runs at a relaxed pace (`aaflow_core.remote.relaxed_gc`,
-as LangChain's remote gate does). Bad input raises stock's exception type naming the item; a failed run writes neither docstore nor vector store and
-keeps the cache entries of the finished transformations (docs/reliability.md). Under `mpiexec`
+as LangChain's remote gate does). Bad input raises stock's exception type naming the item; a
+failed run writes neither docstore nor vector store and keeps the cache entries of the finished
+transformations (docs/reliability.md). Under `mpiexec`
 (`ranks="auto"`) each rank transforms its contiguous shard of the inputs and every rank gets
 all output nodes (see `mpi.py` and docs/distributed.md). The run itself is written once, in
 core.py (prepare, select, transform, write): `run`, `arun` and `mpi.py` compose its steps.

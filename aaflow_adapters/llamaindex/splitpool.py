@@ -25,11 +25,11 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from functools import partial
 from itertools import accumulate
-from typing import Any
+from typing import Any, Optional
 
 import pyarrow as pa
 from llama_index.core.callbacks import CBEventType, EventPayload
@@ -39,6 +39,9 @@ from llama_index.core.schema import BaseNode, MetadataMode
 log = logging.getLogger(__name__)
 REQUEST = pa.schema([("config", pa.string()), ("text", pa.large_string()), ("metadata", pa.large_string())])
 # answers: splits list<large_string>, error string (null: split), one row per request row (split_worker.py)
+# A request's future holds them as Python lists, converted once on the reader thread: per text, its
+# splits (None where the worker could not split it) and the worker's error (None where it could).
+Answer = list[tuple[Optional[list[str]], Optional[str]]]
 # The worker runs as a file, not as a module of this package: it imports llama-index-core, tiktoken
 # and pyarrow only (no aaflow, no torch), and nothing of the user's script.
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "split_worker.py")
@@ -89,14 +92,14 @@ class _Worker:
         self.ready = False
         self.settled = threading.Event()  # set once the worker is ready or gone
         self.alive = True
-        self.pending: deque[tuple[Future[pa.RecordBatch], int]] = deque()
+        self.pending: deque[tuple[Future[Answer], int]] = deque()
         self.load = 0  # characters sent and not answered
         self.lock = threading.Lock()
         self.writer = pa.ipc.new_stream(self.proc.stdin, REQUEST)  # the schema goes with the first request
         threading.Thread(target=self._read, name="aaflow-split-reader", daemon=True).start()
 
-    def send(self, config: str, texts: Sequence[str], metas: Sequence[str]) -> Future[pa.RecordBatch]:
-        fut: Future[pa.RecordBatch] = Future()
+    def send(self, config: str, texts: Sequence[str], metas: Sequence[str]) -> Future[Answer]:
+        fut: Future[Answer] = Future()
         batch = pa.record_batch([pa.array([config] * len(texts), pa.string()), pa.array(texts, pa.large_string()),
                                  pa.array(metas, pa.large_string())], schema=REQUEST)
         with self.lock:
@@ -123,7 +126,7 @@ class _Worker:
                 with self.lock:
                     fut, chars = self.pending.popleft()
                     self.load -= chars
-                fut.set_result(batch)
+                fut.set_result(list(zip(batch.column(0).to_pylist(), batch.column(1).to_pylist())))
         except Exception as exc:  # the worker died or the stream ended: nothing more is sent to it
             with self.lock:
                 self._fail(exc)
@@ -161,25 +164,28 @@ class SplitPool:
         if not ready or not nodes:
             return {}
         keys = [(n.get_content(metadata_mode=MetadataMode.NONE), splitter._get_metadata_str(n)) for n in nodes]
-        sent: list[tuple[list[tuple[str, str]], Future[pa.RecordBatch]]] = []
+        sent: list[tuple[list[tuple[str, str]], Future[Answer]]] = []
         for group in _groups(keys, len(ready)):  # contiguous groups of about equal size, least loaded first
             worker = min(ready, key=lambda w: w.load)
             sent.append((group, worker.send(config, [k[0] for k in group], [k[1] for k in group])))
-        found: dict[tuple[str, str], list[str]] = {}
-        for group, fut in sent:
-            try:
-                batch = fut.result()
-            except BrokenPipeError as exc:
-                log.debug("aaflow: %s; splitting %d texts in this process", exc, len(group))
-                continue
-            for key, splits, error in zip(group, batch.column(0).to_pylist(), batch.column(1).to_pylist()):
-                if error is None:
-                    found[key] = splits
-        return found
+        return _found(sent)
 
     def close(self) -> None:
         for w in self.workers:
             w.close()
+
+
+def _found(sent: Iterable[tuple[list[tuple[str, str]], Future[Answer]]]) -> dict[tuple[str, str], list[str]]:
+    """(text, metadata string) -> splits, for every text the workers split (waiting for each answer)."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for keys, fut in sent:
+        try:
+            answer = fut.result()
+        except BrokenPipeError as exc:
+            log.debug("aaflow: %s; splitting %d texts in this process", exc, len(keys))
+            continue
+        found.update((key, splits) for key, (splits, error) in zip(keys, answer) if error is None and splits is not None)
+    return found
 
 
 def _groups(keys: list[tuple[str, str]], n: int) -> list[list[tuple[str, str]]]:
@@ -261,7 +267,7 @@ class Prefetch:
     """
 
     def __init__(self, splitter: Any, config: str, processes: int, nodes: Sequence[BaseNode],
-                 lookahead: int, listener: Callable[[int, int, Future[pa.RecordBatch]], None] | None = None) -> None:
+                 lookahead: int, listener: Callable[[int, int, Future[Answer]], None] | None = None) -> None:
         self.pool, self.splitter, self.config, self.processes = shared_pool(processes), splitter, config, processes
         self.nodes, self.lookahead = nodes, lookahead
         # told of each request sent: (first input, end, its answer); requests are then sized for
@@ -272,7 +278,7 @@ class Prefetch:
         self.through = list(accumulate(self.chars))  # characters of inputs [0, i]
         self.next = 0  # the first input not sent yet
         self.group_of: dict[int, int] = {}  # input position -> request
-        self.sent: dict[int, tuple[list[tuple[str, str]], Future[pa.RecordBatch], int]] = {}
+        self.sent: dict[int, tuple[list[tuple[str, str]], Future[Answer], int]] = {}
         self.left: dict[int, int] = {}  # request -> its inputs no batch has taken yet
         self.outstanding = 0
         self.lock = threading.Lock()
@@ -323,16 +329,7 @@ class Prefetch:
             mine = [self.group_of.pop(p) for p in positions if p in self.group_of]
             starts = sorted(set(mine))
             requests = [self.sent[start] for start in starts]
-        found: dict[tuple[str, str], list[str]] = {}
-        for keys, fut, _ in requests:
-            try:
-                batch = fut.result()
-            except BrokenPipeError as exc:
-                log.debug("aaflow: %s; splitting %d texts in this process", exc, len(keys))
-            else:
-                for key, splits, error in zip(keys, batch.column(0).to_pylist(), batch.column(1).to_pylist()):
-                    if error is None:
-                        found[key] = splits
+        found = _found((keys, fut) for keys, fut, _ in requests)
         with self.lock:
             for start in mine:
                 self.left[start] -= 1
