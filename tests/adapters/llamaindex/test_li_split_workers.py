@@ -71,3 +71,17 @@ def test_a_custom_tokenizer_splits_here(caplog):
     assert "a custom tokenizer" in caplog.text
     assert_same_nodes(IngestionPipeline(transformations=[splitter(tokenizer=str.split)]).run(documents=list(DOCS)),
                       ours)
+
+
+def test_chunking_events_are_stocks():
+    from llama_index.core.callbacks import CallbackManager, CBEventType, LlamaDebugHandler
+
+    def chunking(cls: type, **opts) -> list[tuple[list[str], list[str]]]:
+        handler = LlamaDebugHandler()
+        cls(transformations=[splitter(callback_manager=CallbackManager([handler]))], **opts).run(documents=list(DOCS))
+        return [(start.payload["chunks"], end.payload["chunks"]) for start, end in
+                handler.get_event_pairs(CBEventType.CHUNKING)]
+
+    stock = chunking(IngestionPipeline)
+    ours = chunking(AAFlowIngestionPipeline, split_processes=2)  # split by the workers
+    assert stock and sorted(ours) == sorted(stock)  # batches may build their nodes on two threads
